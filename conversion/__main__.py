@@ -1,0 +1,67 @@
+"""`python -m conversion convert MODEL.pb [-o MODEL.onnx]` and `python -m conversion freeze-musicnn`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pb", type=Path, help="Essentia frozen graph (.pb); its .json beside it is read")
+    parser.add_argument("-o", "--output", type=Path, help="ONNX file to write (default: beside the .pb)")
+    parser.add_argument("--inputs", nargs="+", help="input tensor names (default: metadata, else the graph)")
+    parser.add_argument("--outputs", nargs="+", help="output tensor names (default: metadata, else the graph)")
+    parser.add_argument("--no-check", action="store_true", help="skip the TensorFlow vs onnxruntime check")
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from conversion.convert import ConversionError, convert
+
+    try:
+        report = convert(args.pb, args.output, inputs=args.inputs, outputs=args.outputs, check=not args.no_check)
+    except (ConversionError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {report.onnx_path} and {report.json_path}")
+    print(f"  inputs:  {', '.join(report.inputs.values())}")
+    print(f"  outputs: {', '.join(report.outputs.values())}")
+    if report.folded_flags:
+        print(f"  folded to False: {', '.join(report.folded_flags)}")
+    for name, diff in report.max_abs_diff.items():
+        print(f"  check vs TensorFlow, max abs diff {name}: {diff:.3g}")
+    return 0
+
+
+def run_freeze_musicnn(args: argparse.Namespace) -> int:
+    from conversion import musicnn
+
+    names = args.models or list(musicnn.MODELS)
+    for name in names:
+        pb = musicnn.freeze(name, args.output_dir)
+        print(f"wrote {pb} and {pb.with_suffix('.json')}")
+        if args.onnx:
+            args.pb, args.output, args.inputs, args.outputs, args.no_check = pb, None, None, None, False
+            if run_convert(args):
+                return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m conversion", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_convert_arguments(commands.add_parser("convert", help="Essentia .pb -> .onnx (+ .json)"))
+    freeze = commands.add_parser("freeze-musicnn", help="Essentia-format graphs from the musicnn wheel")
+    freeze.add_argument("models", nargs="*", help="msd-musicnn-1, mtt-musicnn-1, msd-vgg-1, mtt-vgg-1 (default all)")
+    freeze.add_argument("-o", "--output-dir", type=Path, default=Path("."))
+    freeze.add_argument("--onnx", action="store_true", help="also convert each graph to ONNX")
+    args = parser.parse_args(argv)
+    return run_convert(args) if args.command == "convert" else run_freeze_musicnn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Essentia frozen graph (.pb) -> ONNX, checked against TensorFlow on the same input."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+
+from conversion.graph import (
+    GraphInfo,
+    fold_training_flags,
+    free_batch_dimension,
+    guess_inputs,
+    guess_outputs,
+    load_graph_def,
+    placeholder_shape,
+    tensor_name,
+    tensor_node,
+)
+
+log = logging.getLogger("conversion")
+
+OPSET = 17
+MAX_ABS_DIFF = 1e-4
+# Unknown non-batch dimensions (e.g. TempoCNN's time axis) get this size in the check.
+_CHECK_FREE_DIM = 256
+_CHECK_BATCH = 3
+
+# Essentia algorithm for a graph without metadata, by the shape of its input (no batch).
+_ALGORITHM_BY_INPUT = {
+    (187, 96): "TensorflowPredictMusiCNN",
+    (96, 64): "TensorflowPredictVGGish",
+    (128, 96): "TensorflowPredictEffnetDiscogs",
+}
+
+
+class ConversionError(RuntimeError):
+    pass
+
+
+@dataclass
+class ConversionReport:
+    onnx_path: Path
+    json_path: Path
+    inputs: dict[str, str]  # TF name -> ONNX name
+    outputs: dict[str, str]
+    folded_flags: list[str]
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+
+
+def read_metadata(pb_path: Path) -> dict | None:
+    json_path = pb_path.with_suffix(".json")
+    if not json_path.exists():
+        return None
+    return json.loads(json_path.read_text())
+
+
+def _schema_names(metadata: dict, key: str) -> list[str]:
+    return [tensor_node(entry["name"]) for entry in metadata.get("schema", {}).get(key, [])]
+
+
+def convert(
+    pb_path: str | Path,
+    onnx_path: str | Path | None = None,
+    *,
+    inputs: list[str] | None = None,
+    outputs: list[str] | None = None,
+    metadata: dict | None = None,
+    check: bool = True,
+    seed: int = 0,
+) -> ConversionReport:
+    """Convert an Essentia frozen graph to ONNX and write its metadata JSON beside it.
+
+    Inputs and outputs come, in order of preference, from the arguments, from the metadata
+    (`metadata` or the JSON beside the .pb: every schema output is kept) or from the graph.
+    Boolean placeholders are folded to False and the batch dimension is left dynamic. With
+    `check`, TensorFlow and onnxruntime run on the same random batch and a difference above
+    1e-4 raises ConversionError.
+    """
+    pb_path = Path(pb_path)
+    onnx_path = Path(onnx_path) if onnx_path else pb_path.with_suffix(".onnx")
+    graph_def = load_graph_def(pb_path)
+    metadata = metadata if metadata is not None else read_metadata(pb_path)
+    info = GraphInfo.of(graph_def)
+
+    purposes: dict[str, str] = {}
+    if outputs is None and metadata and metadata.get("schema", {}).get("outputs"):
+        outputs = _schema_names(metadata, "outputs")
+        purposes = {tensor_node(o["name"]): o.get("output_purpose", "") for o in metadata["schema"]["outputs"]}
+    if outputs is None:
+        guessed = guess_outputs(info)
+        outputs = [name for name, _ in guessed]
+        purposes = dict(guessed)
+    outputs = [tensor_node(o) for o in outputs]
+    if inputs is None and metadata and metadata.get("schema", {}).get("inputs"):
+        inputs = _schema_names(metadata, "inputs")
+    if inputs is None:
+        inputs = guess_inputs(info, outputs)
+    inputs = [tensor_node(i) for i in inputs]
+    missing = [n for n in inputs + outputs if n not in info.nodes]
+    if missing:
+        raise ConversionError(f"{pb_path}: the graph has no node named {', '.join(missing)}")
+    if not inputs or not outputs:
+        raise ConversionError(f"{pb_path}: could not tell the graph's inputs and outputs; name them")
+
+    folded = fold_training_flags(graph_def)
+    free_batch_dimension(graph_def, inputs)
+    input_shapes = {name: placeholder_shape(info.nodes[name]) for name in inputs}
+
+    log.info("converting %s: inputs %s, outputs %s, folded %s", pb_path.name, inputs, outputs, folded)
+    model_proto, _ = tf2onnx.convert.from_graph_def(
+        graph_def,
+        input_names=[tensor_name(i) for i in inputs],
+        output_names=[tensor_name(o) for o in outputs],
+        opset=OPSET,
+    )
+    model_proto.doc_string = f"Converted from {pb_path.name} by mirfeat's conversion step (tf2onnx {tf2onnx.__version__})"
+    onnx.checker.check_model(model_proto)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model_proto, str(onnx_path))
+
+    report = ConversionReport(
+        onnx_path=onnx_path,
+        json_path=onnx_path.with_suffix(".json"),
+        inputs={i: tensor_name(i) for i in inputs},
+        outputs={o: tensor_name(o) for o in outputs},
+        folded_flags=folded,
+    )
+    if check:
+        report.max_abs_diff = check_against_tensorflow(graph_def, onnx_path, input_shapes, outputs, seed)
+        worst = max(report.max_abs_diff.values())
+        if not np.isfinite(worst) or worst > MAX_ABS_DIFF:
+            raise ConversionError(
+                f"{pb_path}: ONNX differs from TensorFlow by {worst:.3g} (limit {MAX_ABS_DIFF}): "
+                f"{report.max_abs_diff}"
+            )
+    write_metadata(report, metadata, pb_path, input_shapes, purposes)
+    return report
+
+
+def _check_input(shape: list[int] | None, rng: np.random.Generator) -> np.ndarray:
+    if shape is None:
+        raise ConversionError("an input has unknown rank; cannot build a check input")
+    dims = [_CHECK_BATCH] + [d if d > 0 else _CHECK_FREE_DIM for d in shape[1:]]
+    # Log-compressed spectrogram-like magnitudes: non-negative, a few units at most.
+    return rng.uniform(0.0, 3.0, size=dims).astype(np.float32)
+
+
+def check_against_tensorflow(
+    graph_def, onnx_path: Path, input_shapes: dict, outputs: list[str], seed: int
+) -> dict[str, float]:
+    """Max abs difference per output between TensorFlow and onnxruntime on one random batch."""
+    rng = np.random.default_rng(seed)
+    feeds = {name: _check_input(shape, rng) for name, shape in input_shapes.items()}
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        expected = session.run(
+            [tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()}
+        )
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run([tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()})
+    return {
+        o: float(np.max(np.abs(np.asarray(e, np.float64) - np.asarray(g, np.float64)), initial=0.0))
+        for o, e, g in zip(outputs, expected, got)
+    }
+
+
+def guess_algorithm(input_shapes: dict) -> str:
+    shape = next(iter(input_shapes.values())) or []
+    features = tuple(shape[1:])
+    if features in _ALGORITHM_BY_INPUT:
+        return _ALGORITHM_BY_INPUT[features]
+    if len(features) == 1 or (len(features) == 2 and features[0] == 1):
+        return "TensorflowPredict2D"
+    return "TensorflowPredict"
+
+
+def write_metadata(
+    report: ConversionReport, metadata: dict | None, pb_path: Path, input_shapes: dict, purposes: dict
+) -> None:
+    """Write the model's JSON beside the .onnx: Essentia's metadata plus a `mirfeat` section."""
+    if metadata is None:
+        metadata = {
+            "name": pb_path.stem,
+            "type": "",
+            "classes": [],
+            "schema": {
+                "inputs": [
+                    {"name": name, "type": "float", "shape": shape[1:] if shape else None}
+                    for name, shape in input_shapes.items()
+                ],
+                "outputs": [{"name": name, "output_purpose": purposes.get(name, "")} for name in report.outputs],
+            },
+            "inference": {"sample_rate": 16000, "algorithm": guess_algorithm(input_shapes)},
+        }
+    else:
+        metadata = json.loads(json.dumps(metadata))  # a copy we may edit
+    metadata.setdefault("model_types", [])
+    if "onnx" not in metadata["model_types"]:
+        metadata["model_types"].append("onnx")
+    metadata["mirfeat"] = {
+        "converted_from": pb_path.name,
+        "inputs": report.inputs,
+        "outputs": report.outputs,
+        "folded_training_flags": report.folded_flags,
+        "check_max_abs_diff": report.max_abs_diff,
+        "opset": OPSET,
+    }
+    report.json_path.write_text(json.dumps(metadata, indent=2) + "\n")

@@ -1,0 +1,25 @@
+"""mirfeat: Essentia's TensorFlow music models on onnxruntime, with Essentia's exact inputs.
+
+    >>> import mirfeat
+    >>> result = mirfeat.load_model()("song.mp3")      # bundled msd-musicnn-1
+    >>> result.top_k(5)                                # [(label, clip mean), ...]
+    >>> result.activations.shape, result.embeddings.shape   # (patches, 50), (patches, 200)
+"""
+
+from mirfeat.audio import AudioError, load_audio
+from mirfeat.metadata import ModelMetadata
+from mirfeat.model import DEFAULT_MODEL, Model, Result, bundled_models, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "AudioError",
+    "Model",
+    "ModelMetadata",
+    "Result",
+    "bundled_models",
+    "load_audio",
+    "load_model",
+    "__version__",
+]

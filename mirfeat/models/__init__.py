@@ -1,0 +1,1 @@
+"""Models that ship with mirfeat (see LICENSE-musicnn for the weights' licence)."""

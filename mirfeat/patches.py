@@ -1,0 +1,52 @@
+"""Cutting band frames into model patches as Essentia's VectorRealToTensor does."""
+
+from __future__ import annotations
+
+import numpy as np
+
+PATCH_MODES = ("discard", "repeat")
+
+
+def patch_count(n_frames: int, patch_size: int, hop_size: int, mode: str = "discard") -> int:
+    """Patches Essentia emits for `n_frames` frames.
+
+    Full patches start every `hop_size` frames from frame 0. In "repeat" mode one more patch holds
+    the frames left after the last full patch (always, when patches overlap).
+    """
+    _check_mode(mode)
+    hop = hop_size or patch_size
+    n_full = 0 if n_frames < patch_size else (n_frames - patch_size) // hop + 1
+    if mode == "repeat" and n_frames - n_full * hop > 0:
+        return n_full + 1
+    return n_full
+
+
+def make_patches(frames: np.ndarray, patch_size: int, hop_size: int, mode: str = "discard") -> np.ndarray:
+    """[n_frames, bands] -> [n_patches, patch_size, bands].
+
+    Patch p is frames[p*hop : p*hop + patch_size]. The "repeat" patch holds the remaining frames
+    followed by those same frames repeated cyclically, truncated to `patch_size`.
+    """
+    _check_mode(mode)
+    hop = hop_size or patch_size
+    n_frames, n_bands = frames.shape
+    n_patches = patch_count(n_frames, patch_size, hop, mode)
+    n_full = 0 if n_frames < patch_size else (n_frames - patch_size) // hop + 1
+    out = np.empty((n_patches, patch_size, n_bands), dtype=np.float32)
+    if n_full:
+        windows = np.lib.stride_tricks.sliding_window_view(frames, patch_size, axis=0)
+        out[:n_full] = windows[: (n_full - 1) * hop + 1 : hop].transpose(0, 2, 1)
+    if n_patches > n_full:
+        rest = frames[n_full * hop :]
+        out[n_full] = rest[np.arange(patch_size) % len(rest)]
+    return out
+
+
+def patch_start_times(n_patches: int, hop_size: int, frame_hop: int, sample_rate: int) -> np.ndarray:
+    """Start time in seconds of each patch (the centre of its first frame)."""
+    return np.arange(n_patches) * hop_size * frame_hop / sample_rate
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in PATCH_MODES:
+        raise ValueError(f"lastPatchMode must be one of {PATCH_MODES}, not {mode!r}")

@@ -1,0 +1,237 @@
+"""Essentia's model input signatures in numpy: framing, window, mel bands, compression.
+
+Each `Signature` reproduces one `TensorflowInput*` algorithm together with the FrameCutter that
+its `TensorflowPredict*` wrapper puts in front of it: frames centred on multiples of the hop
+with zero padding, `ceil(N / hop) + 1` frames, a symmetric window, the magnitude spectrum, a mel
+filterbank built like Essentia's `MelBands`, then a compression. All frames are computed at once
+(one batched rfft and one matmul).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+
+# Essentia builds its filterbank in single precision: band edges are float32 values, the mel
+# step is accumulated in float32, and the log/exp run in double on float32 arguments. Doing the
+# same here gives bit-identical filter weights (a float64 filterbank differs by up to 7e-4
+# relative near band edges, which shows up as 3e-4 in log-compressed bands).
+_f32 = np.float32
+_SLANEY_LIN_SLOPE = _f32(3 / 200.0)
+_SLANEY_MIN_LOG_HZ = _f32(1000.0)
+_SLANEY_MIN_LOG_MEL = _f32(_SLANEY_MIN_LOG_HZ * _SLANEY_LIN_SLOPE)
+_SLANEY_LOG_STEP = _f32(np.log(6.4) / 27.0)
+
+
+def hz_to_mel_slaney(hz: float) -> np.float32:
+    """Slaney's mel (librosa's htk=False): linear below 1 kHz, logarithmic above."""
+    hz = _f32(hz)
+    if hz < _SLANEY_MIN_LOG_HZ:
+        return _f32(hz * _SLANEY_LIN_SLOPE)
+    return _f32(float(_SLANEY_MIN_LOG_MEL) + np.log(float(hz / _SLANEY_MIN_LOG_HZ)) / float(_SLANEY_LOG_STEP))
+
+
+def mel_to_hz_slaney(mel: float) -> np.float32:
+    mel = _f32(mel)
+    if mel < _SLANEY_MIN_LOG_MEL:
+        return _f32(mel / _SLANEY_LIN_SLOPE)
+    return _f32(float(_SLANEY_MIN_LOG_HZ) * np.exp(float(_f32((mel - _SLANEY_MIN_LOG_MEL) * _SLANEY_LOG_STEP))))
+
+
+def hz_to_mel_htk(hz: float) -> np.float32:
+    """HTK mel: 2595 log10(1 + f / 700)."""
+    return _f32(2595.0 * np.log10(float(_f32(hz)) / 700.0 + 1.0))
+
+
+def mel_to_hz_htk(mel: float) -> np.float32:
+    return _f32(700.0 * (10.0 ** (float(_f32(mel)) / 2595.0) - 1.0))
+
+
+def _hz(hz: float) -> np.float32:
+    return _f32(hz)
+
+
+_WARPS = {"slaneyMel": (hz_to_mel_slaney, mel_to_hz_slaney), "htkMel": (hz_to_mel_htk, mel_to_hz_htk)}
+
+
+def mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_bands: int,
+    f_min: float,
+    f_max: float,
+    warping: str = "slaneyMel",
+    weighting: str = "linear",
+    normalize: str = "unit_tri",
+) -> np.ndarray:
+    """Triangular mel filters as Essentia's MelBands builds them: [n_bands, n_fft//2 + 1] float32.
+
+    warping: "slaneyMel" or "htkMel" (where the band edges lie). weighting: "linear"
+    (triangles linear in Hz) or "warping" (linear in the warped scale). normalize: "unit_tri"
+    (divide by the triangle's area in the weighting scale, librosa's norm="slaney"), "unit_sum"
+    (weights of a band sum to 1) or "unit_max" (peak 1, no normalisation).
+    """
+    to_mel, to_hz = _WARPS[warping]
+    scale = to_mel if weighting == "warping" else _hz
+    # Band edges: n_bands + 2 points evenly spaced in mel, accumulated as Essentia does.
+    low, high = to_mel(f_min), to_mel(f_max)
+    step = _f32((high - low) / _f32(n_bands + 1))
+    edges, mel = [], low
+    for _ in range(n_bands + 2):
+        edges.append(to_hz(mel))
+        mel = _f32(mel + step)
+
+    n_bins = n_fft // 2 + 1
+    bin_step = _f32((sample_rate / 2.0) / (n_bins - 1))
+    filters = np.zeros((n_bands, n_bins), dtype=np.float32)
+    for band in range(n_bands):
+        lo, centre, hi = edges[band : band + 3]
+        rise = _f32(scale(centre) - scale(lo))
+        fall = _f32(scale(hi) - scale(centre))
+        first, last = int(np.ceil(lo / bin_step)), int(np.floor(hi / bin_step))
+        if last >= n_bins:
+            raise ValueError(f"mel band edge {hi} Hz is above the Nyquist frequency")
+        for j in range(first, last + 1):
+            f = _f32(_f32(j) * bin_step)
+            if f < centre:
+                filters[band, j] = _f32((scale(f) - scale(lo)) / rise)
+            else:
+                filters[band, j] = _f32((scale(hi) - scale(f)) / fall)
+        if normalize == "unit_tri":
+            filters[band] /= _f32((float(rise) + float(fall)) / 2.0)
+        elif normalize == "unit_sum":
+            filters[band] /= filters[band].sum(dtype=np.float32)
+        elif normalize != "unit_max":
+            raise ValueError(f"unknown mel normalisation {normalize!r}")
+    return filters
+
+
+def hann_symmetric(size: int) -> np.ndarray:
+    """Essentia's default Hann: 0.5 - 0.5 cos(2 pi i / (M - 1)), zero at both ends."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(size) / (size - 1))
+
+
+def frame_count(n_samples: int, hop_size: int) -> int:
+    """Frames Essentia's centred FrameCutter emits for N samples: ceil(N / hop) + 1 (0 for N = 0)."""
+    if n_samples <= 0:
+        return 0
+    return -(-n_samples // hop_size) + 1
+
+
+def frame_signal(signal: np.ndarray, frame_size: int, hop_size: int) -> np.ndarray:
+    """Centred frames as Essentia's FrameCutter cuts them, shape [ceil(N/hop) + 1, frame_size].
+
+    Frame k covers samples [k*hop - frame_size/2, k*hop + frame_size/2), zero outside [0, N).
+    Returns a read-only strided view.
+    """
+    n_frames = frame_count(len(signal), hop_size)
+    if n_frames == 0:
+        return np.zeros((0, frame_size), dtype=np.float32)
+    half = frame_size // 2
+    padded_len = (n_frames - 1) * hop_size + frame_size
+    padded = np.zeros(padded_len, dtype=np.float32)
+    padded[half : half + len(signal)] = signal
+    windows = np.lib.stride_tricks.sliding_window_view(padded, frame_size)
+    return windows[::hop_size][:n_frames]
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One Essentia TensorflowInput* frontend plus its wrapper's framing and patching.
+
+    Shapes: `compute(signal)` maps [N] samples at `sample_rate` to [n_frames, n_bands].
+    """
+
+    name: str
+    sample_rate: int
+    frame_size: int
+    hop_size: int
+    n_fft: int
+    n_bands: int
+    f_min: float
+    f_max: float
+    warping: str
+    weighting: str
+    normalize: str
+    spectrum: str  # "power" or "magnitude": what the filters act on
+    compression: str  # "log10_1p_1e4" or "ln_plus_0.01"
+    patch_size: int
+    patch_hop_size: int
+
+    @cached_property
+    def window(self) -> np.ndarray:
+        return hann_symmetric(self.frame_size)
+
+    @cached_property
+    def filters(self) -> np.ndarray:
+        """Mel filters, transposed for `spectrum @ filters`: [n_fft//2 + 1, n_bands], float64."""
+        return np.ascontiguousarray(np.float64(
+            mel_filterbank(
+                self.sample_rate,
+                self.n_fft,
+                self.n_bands,
+                self.f_min,
+                self.f_max,
+                self.warping,
+                self.weighting,
+                self.normalize,
+            ).T
+        ))
+
+    def compute(self, signal: np.ndarray, chunk_frames: int = 4096) -> np.ndarray:
+        """Bands for every frame of a mono signal: [N] -> [ceil(N/hop) + 1, n_bands] float32."""
+        signal = np.ascontiguousarray(signal, dtype=np.float32)
+        frames = frame_signal(signal, self.frame_size, self.hop_size)
+        out = np.empty((len(frames), self.n_bands), dtype=np.float32)
+        # Chunks bound the memory of the complex spectrum on hour-long inputs.
+        for start in range(0, len(frames), chunk_frames):
+            chunk = frames[start : start + chunk_frames] * self.window
+            spectrum = np.abs(np.fft.rfft(chunk, n=self.n_fft, axis=1))
+            if self.spectrum == "power":
+                spectrum **= 2
+            out[start : start + chunk_frames] = self.compress(spectrum @ self.filters)
+        return out
+
+    def compress(self, bands: np.ndarray) -> np.ndarray:
+        if self.compression == "log10_1p_1e4":
+            return np.log10(1.0 + 1e4 * bands)
+        if self.compression == "ln_plus_0.01":
+            return np.log(bands + 0.01)
+        raise ValueError(f"unknown compression {self.compression!r}")
+
+    def frame_times(self, n_frames: int) -> np.ndarray:
+        """Centre time in seconds of each frame."""
+        return np.arange(n_frames) * self.hop_size / self.sample_rate
+
+
+MUSICNN = Signature(
+    name="musicnn",
+    sample_rate=16000,
+    frame_size=512,
+    hop_size=256,
+    n_fft=512,
+    n_bands=96,
+    f_min=0.0,
+    f_max=8000.0,
+    warping="slaneyMel",
+    weighting="linear",
+    normalize="unit_tri",
+    spectrum="power",
+    compression="log10_1p_1e4",
+    patch_size=187,
+    patch_hop_size=93,
+)
+
+# Essentia algorithm name -> signature of its input.
+SIGNATURES = {"TensorflowPredictMusiCNN": MUSICNN}
+
+
+def signature_for(algorithm: str) -> Signature:
+    try:
+        return SIGNATURES[algorithm]
+    except KeyError:
+        known = ", ".join(sorted(SIGNATURES))
+        raise ValueError(f"no signature for Essentia algorithm {algorithm!r} (known: {known})") from None
