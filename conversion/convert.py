@@ -93,7 +93,9 @@ def convert(
     purposes: dict[str, str] = {}
     if outputs is None and metadata and metadata.get("schema", {}).get("outputs"):
         outputs = _schema_names(metadata, "outputs")
-        purposes = {tensor_node(o["name"]): o.get("output_purpose", "") for o in metadata["schema"]["outputs"]}
+        purposes = {
+            tensor_node(o["name"]): o.get("output_purpose", "") for o in metadata["schema"]["outputs"]
+        }
     if outputs is None:
         guessed = guess_outputs(info)
         outputs = [name for name, _ in guessed]
@@ -121,7 +123,9 @@ def convert(
         output_names=[tensor_name(o) for o in outputs],
         opset=OPSET,
     )
-    model_proto.doc_string = f"Converted from {pb_path.name} by mirfeat's conversion step (tf2onnx {tf2onnx.__version__})"
+    model_proto.doc_string = (
+        f"Converted from {pb_path.name} by mirfeat's conversion step (tf2onnx {tf2onnx.__version__})"
+    )
     onnx.checker.check_model(model_proto)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model_proto, str(onnx_path))
@@ -172,7 +176,7 @@ def check_against_tensorflow(
     got = session.run([tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()})
     return {
         o: float(np.max(np.abs(np.asarray(e, np.float64) - np.asarray(g, np.float64)), initial=0.0))
-        for o, e, g in zip(outputs, expected, got)
+        for o, e, g in zip(outputs, expected, got, strict=True)
     }
 
 
@@ -200,7 +204,9 @@ def write_metadata(
                     {"name": name, "type": "float", "shape": shape[1:] if shape else None}
                     for name, shape in input_shapes.items()
                 ],
-                "outputs": [{"name": name, "output_purpose": purposes.get(name, "")} for name in report.outputs],
+                "outputs": [
+                    {"name": name, "output_purpose": purposes.get(name, "")} for name in report.outputs
+                ],
             },
             "inference": {"sample_rate": 16000, "algorithm": guess_algorithm(input_shapes)},
         }

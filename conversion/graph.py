@@ -71,7 +71,9 @@ class GraphInfo:
 
 
 def is_bool_placeholder(node) -> bool:
-    return node.op in ("Placeholder", "PlaceholderWithDefault") and node.attr["dtype"].type == types_pb2.DT_BOOL
+    return (
+        node.op in ("Placeholder", "PlaceholderWithDefault") and node.attr["dtype"].type == types_pb2.DT_BOOL
+    )
 
 
 def placeholder_shape(node) -> list[int] | None:

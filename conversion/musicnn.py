@@ -20,7 +20,8 @@ N_MELS = 96
 CITATION = """@inproceedings{pons2019musicnn,
   title={musicnn: Pre-trained convolutional neural networks for music audio tagging},
   author={Pons, Jordi and Serra, Xavier},
-  booktitle={Late-breaking/demo session in 20th International Society for Music Information Retrieval Conference (LBD-ISMIR2019)},
+  booktitle={Late-breaking/demo session in 20th International Society for Music Information
+             Retrieval Conference (LBD-ISMIR2019)},
   year={2019}
 }"""
 

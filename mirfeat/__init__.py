@@ -1,9 +1,9 @@
 """mirfeat: Essentia's TensorFlow music models on onnxruntime, with Essentia's exact inputs.
 
-    >>> import mirfeat
-    >>> result = mirfeat.load_model()("song.mp3")      # bundled msd-musicnn-1
-    >>> result.top_k(5)                                # [(label, clip mean), ...]
-    >>> result.activations.shape, result.embeddings.shape   # (patches, 50), (patches, 200)
+>>> import mirfeat
+>>> result = mirfeat.load_model()("song.mp3")      # bundled msd-musicnn-1
+>>> result.top_k(5)                                # [(label, clip mean), ...]
+>>> result.activations.shape, result.embeddings.shape   # (patches, 50), (patches, 200)
 """
 
 from mirfeat.audio import AudioError, load_audio

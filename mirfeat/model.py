@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirfeat.audio import AudioInput, load_audio
+from mirfeat.audio import AudioError, AudioInput, load_audio
 from mirfeat.metadata import ModelMetadata
 from mirfeat.patches import make_patches, patch_start_times
 from mirfeat.runtime import Session
@@ -122,7 +122,7 @@ class Model:
         graph_names = [self._graph_names.get(n) or self.session.resolve_output(n) for n in names]
         feed = self._fit_to_input(patches)
         raw = self.session.run(feed, graph_names, self.input_name, self.batch_size)
-        return {name: raw[graph].reshape(len(patches), -1) for name, graph in zip(names, graph_names)}
+        return {name: _rows(raw[graph]) for name, graph in zip(names, graph_names, strict=True)}
 
     def __call__(
         self,
@@ -134,6 +134,9 @@ class Model:
     ) -> Result:
         """Tag / embed a file path or an array ([samples] or [samples, channels] at `sample_rate`)."""
         samples = load_audio(audio, self.sample_rate, input_rate=sample_rate)
+        if len(samples) == 0:
+            name = "array" if isinstance(audio, np.ndarray) else str(audio)
+            raise AudioError(f"{name}: no audio samples (empty input)")
         patches = self.patches(samples, last_patch_mode)
         values = self.predict_patches(patches, outputs)
         sig = self.signature
@@ -158,6 +161,14 @@ class Model:
         return f"Model({self.metadata.name!r}, {self.metadata.algorithm}, {self.path})"
 
 
+def _rows(output: np.ndarray) -> np.ndarray:
+    """One row per (patch, channel, time) of the last axis, as Essentia's TensorToVectorReal emits."""
+    if output.ndim == 1:
+        return output[:, None]
+    width = output.shape[-1]
+    return output.reshape(-1, width) if output.size else np.zeros((0, width), output.dtype)
+
+
 def _read_metadata_beside(path: Path) -> ModelMetadata:
     json_path = path.with_suffix(".json")
     if not json_path.is_file():
@@ -180,9 +191,8 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     bundled = BUNDLED_DIR / f"{name_or_path}.onnx"
     if bundled.is_file():
         return bundled
-    raise FileNotFoundError(
-        f"{name_or_path}: no such model file, and not a bundled model ({', '.join(bundled_models()) or 'none'})"
-    )
+    known = ", ".join(bundled_models()) or "none"
+    raise FileNotFoundError(f"{name_or_path}: no such model file, and not a bundled model ({known})")
 
 
 def load_model(

@@ -78,7 +78,7 @@ class Session:
         chunks: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
         for start in range(0, n, max(step, 1)):
             batch = np.ascontiguousarray(inputs[start : start + step], dtype=np.float32)
-            for name, value in zip(outputs, self._session.run(outputs, {input_name: batch})):
+            for name, value in zip(outputs, self._session.run(outputs, {input_name: batch}), strict=True):
                 chunks[name].append(value)
         return {name: self._concat(parts, inputs, name) for name, parts in chunks.items()}
 

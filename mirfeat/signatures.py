@@ -14,7 +14,6 @@ from functools import cached_property
 
 import numpy as np
 
-
 # Essentia builds its filterbank in single precision: band edges are float32 values, the mel
 # step is accumulated in float32, and the log/exp run in double on float32 arguments. Doing the
 # same here gives bit-identical filter weights (a float64 filterbank differs by up to 7e-4
@@ -38,7 +37,9 @@ def mel_to_hz_slaney(mel: float) -> np.float32:
     mel = _f32(mel)
     if mel < _SLANEY_MIN_LOG_MEL:
         return _f32(mel / _SLANEY_LIN_SLOPE)
-    return _f32(float(_SLANEY_MIN_LOG_HZ) * np.exp(float(_f32((mel - _SLANEY_MIN_LOG_MEL) * _SLANEY_LOG_STEP))))
+    return _f32(
+        float(_SLANEY_MIN_LOG_HZ) * np.exp(float(_f32((mel - _SLANEY_MIN_LOG_MEL) * _SLANEY_LOG_STEP)))
+    )
 
 
 def hz_to_mel_htk(hz: float) -> np.float32:
@@ -168,18 +169,20 @@ class Signature:
     @cached_property
     def filters(self) -> np.ndarray:
         """Mel filters, transposed for `spectrum @ filters`: [n_fft//2 + 1, n_bands], float64."""
-        return np.ascontiguousarray(np.float64(
-            mel_filterbank(
-                self.sample_rate,
-                self.n_fft,
-                self.n_bands,
-                self.f_min,
-                self.f_max,
-                self.warping,
-                self.weighting,
-                self.normalize,
-            ).T
-        ))
+        return np.ascontiguousarray(
+            np.float64(
+                mel_filterbank(
+                    self.sample_rate,
+                    self.n_fft,
+                    self.n_bands,
+                    self.f_min,
+                    self.f_max,
+                    self.warping,
+                    self.weighting,
+                    self.normalize,
+                ).T
+            )
+        )
 
     def compute(self, signal: np.ndarray, chunk_frames: int = 4096) -> np.ndarray:
         """Bands for every frame of a mono signal: [N] -> [ceil(N/hop) + 1, n_bands] float32."""

@@ -1,0 +1,50 @@
+"""Patch counts and contents against Essentia's TensorflowPredictMusiCNN (identity graph)."""
+
+import numpy as np
+import pytest
+
+from mirfeat.patches import make_patches, patch_count
+from mirfeat.signatures import MUSICNN
+
+# 0.5 s .. 60 s, including lengths that are not multiples of the 256-sample hop.
+LENGTHS = [8000, 16000, 29999, 47872, 48000, 48001, 63999, 80000, 160000 + 37, 480000, 480255, 960000]
+
+
+def essentia_patches(es, identity_pb, signal, mode):
+    predict = es.TensorflowPredictMusiCNN(
+        graphFilename=str(identity_pb), output="model/Identity", lastPatchMode=mode
+    )
+    rows = np.asarray(predict(signal), dtype=np.float32)
+    # A 3-D output [B, 187, 96] comes back as B * 187 rows of 96.
+    return rows.reshape(-1, 187, 96) if rows.size else np.zeros((0, 187, 96), np.float32)
+
+
+@pytest.mark.parametrize("mode", ["discard", "repeat"])
+@pytest.mark.parametrize("n", LENGTHS)
+def test_patches_equal_essentia(es, identity_pb, n, mode):
+    signal = (0.3 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
+    expected = essentia_patches(es, identity_pb, signal, mode)
+    bands = MUSICNN.compute(signal)
+    got = make_patches(bands, 187, 93, mode)
+    assert len(got) == len(expected) == patch_count(len(bands), 187, 93, mode)
+    if len(got):
+        assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_repeat_patch_cycles_the_remaining_frames():
+    frames = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
+    patches = make_patches(frames, patch_size=4, hop_size=2, mode="repeat")
+    assert patches.shape == (5, 4, 2)
+    np.testing.assert_array_equal(patches[-1, :, 0], [8, 9, 8, 9])
+    assert len(make_patches(frames, 4, 2, "discard")) == 4
+
+
+def test_short_input_counts():
+    assert patch_count(64, 187, 93, "discard") == 0
+    assert patch_count(64, 187, 93, "repeat") == 1
+    assert patch_count(0, 187, 93, "repeat") == 0
+
+
+def test_unknown_mode_is_rejected():
+    with pytest.raises(ValueError, match="lastPatchMode"):
+        patch_count(10, 4, 2, "pad")
