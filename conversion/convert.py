@@ -24,6 +24,7 @@ from conversion.graph import (
     tensor_name,
     tensor_node,
 )
+from conversion.optimize import optimize
 
 log = logging.getLogger("conversion")
 
@@ -52,6 +53,7 @@ class ConversionReport:
     inputs: dict[str, str]  # TF name -> ONNX name
     outputs: dict[str, str]
     folded_flags: list[str]
+    rewrites: dict[str, int] = field(default_factory=dict)
     max_abs_diff: dict[str, float] = field(default_factory=dict)
 
 
@@ -74,6 +76,7 @@ def convert(
     outputs: list[str] | None = None,
     metadata: dict | None = None,
     check: bool = True,
+    optimize_graph: bool = True,
     seed: int = 0,
 ) -> ConversionReport:
     """Convert an Essentia frozen graph to ONNX and write its metadata JSON beside it.
@@ -82,7 +85,8 @@ def convert(
     (`metadata` or the JSON beside the .pb: every schema output is kept) or from the graph.
     Boolean placeholders are folded to False and the batch dimension is left dynamic. With
     `check`, TensorFlow and onnxruntime run on the same random batch and a difference above
-    1e-4 raises ConversionError.
+    1e-4 raises ConversionError. `optimize_graph` applies the exact rewrites of
+    `conversion.optimize` (checked by the same comparison).
     """
     pb_path = Path(pb_path)
     onnx_path = Path(onnx_path) if onnx_path else pb_path.with_suffix(".onnx")
@@ -126,6 +130,7 @@ def convert(
     model_proto.doc_string = (
         f"Converted from {pb_path.name} by mirfeat's conversion step (tf2onnx {tf2onnx.__version__})"
     )
+    rewrites = optimize(model_proto) if optimize_graph else {}
     onnx.checker.check_model(model_proto)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model_proto, str(onnx_path))
@@ -136,6 +141,7 @@ def convert(
         inputs={i: tensor_name(i) for i in inputs},
         outputs={o: tensor_name(o) for o in outputs},
         folded_flags=folded,
+        rewrites=rewrites,
     )
     if check:
         report.max_abs_diff = check_against_tensorflow(graph_def, onnx_path, input_shapes, outputs, seed)
@@ -220,6 +226,7 @@ def write_metadata(
         "inputs": report.inputs,
         "outputs": report.outputs,
         "folded_training_flags": report.folded_flags,
+        "graph_rewrites": report.rewrites,
         "check_max_abs_diff": report.max_abs_diff,
         "opset": OPSET,
     }

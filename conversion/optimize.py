@@ -1,0 +1,170 @@
+"""Exact rewrites of converted ONNX graphs that onnxruntime does not do by itself.
+
+`pool_before_batchnorm`: MusiCNN's front end runs Conv -> Relu -> BatchNormalization -> MaxPool,
+the pool spanning the whole frequency axis. onnxruntime executes that BatchNormalization as a
+depthwise convolution over the full conv output (about a fifth of MusiCNN's run time) although
+only one value per channel and time step survives the pool. An inference BatchNormalization is a
+per-channel affine map x * s + t, monotonic in x; Relu is monotonic too. So, per channel:
+
+    max_f BN(Relu(z)) = BN(Relu(max_f z))        where s > 0
+    max_f BN(Relu(z)) = BN(Relu(-max_f(-z)))     where s < 0 (the max of BN is at the min of z)
+
+and -z is the same Conv with that channel's weights and bias negated. The rewrite is
+
+    Conv(W * sign, b * sign) -> MaxPool -> Mul(sign) -> Relu -> BatchNormalization
+
+which applies Relu and the affine map to the pooled values only. The identities hold in floating
+point too (negation is exact, rounding is monotonic); what differs is only how onnxruntime's
+kernels order their arithmetic once Relu and BatchNormalization are no longer fused into the
+convolution (float32 rounding, ~1e-7 on MusiCNN's sigmoid outputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+CHANNEL_BLOCK = 16  # onnxruntime's NCHWc block on AVX-512 (8 on AVX2 divides it)
+
+
+def _attribute(node, name, default=None):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return onnx.helper.get_attribute_value(attribute)
+    return default
+
+
+def _batchnorm_scale(node, constants) -> np.ndarray | None:
+    """Per-channel scale of an inference BatchNormalization with constant parameters, else None."""
+    if len(node.input) != 5 or len(node.output) != 1 or not all(i in constants for i in node.input[1:]):
+        return None
+    gamma, _, _, var = (constants[i].astype(np.float64) for i in node.input[1:])
+    return gamma / np.sqrt(var + _attribute(node, "epsilon", 1e-5))
+
+
+def _plain_max_pool(node) -> bool:
+    return (
+        len(node.output) == 1
+        and _attribute(node, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET", b"VALID", "VALID")
+        and not any(_attribute(node, "pads", []))
+        and all(d == 1 for d in _attribute(node, "dilations", []))
+        and _attribute(node, "ceil_mode", 0) == 0
+    )
+
+
+class _Graph:
+    def __init__(self, graph):
+        self.graph = graph
+        self.constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        self.producers = {out: node for node in graph.node for out in node.output}
+        self.consumers: dict[str, list] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.outputs = {o.name for o in graph.output}
+
+    def only_consumer(self, name: str):
+        users = self.consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in self.outputs else None
+
+    def set_constant(self, name: str, value: np.ndarray) -> None:
+        for i, init in enumerate(self.graph.initializer):
+            if init.name == name:
+                self.graph.initializer[i].CopyFrom(numpy_helper.from_array(value, name))
+                break
+        else:
+            self.graph.initializer.append(numpy_helper.from_array(value, name))
+        self.constants[name] = value
+
+
+def pool_before_batchnorm(model: onnx.ModelProto) -> int:
+    """Rewrite Conv -> Relu -> BatchNormalization -> MaxPool as described above; in place.
+
+    Returns how many blocks were rewritten.
+    """
+    g = _Graph(model.graph)
+    rewritten = 0
+    for conv in list(model.graph.node):
+        if conv.op_type != "Conv" or _attribute(conv, "group", 1) != 1 or conv.input[1] not in g.constants:
+            continue
+        relu = g.only_consumer(conv.output[0])
+        norm = relu and relu.op_type == "Relu" and g.only_consumer(relu.output[0])
+        pool = norm and norm.op_type == "BatchNormalization" and g.only_consumer(norm.output[0])
+        if not pool or pool.op_type != "MaxPool" or not _plain_max_pool(pool):
+            continue
+        scale = _batchnorm_scale(norm, g.constants)
+        if scale is None or len(conv.input) > 2 and conv.input[2] not in g.constants:
+            continue
+        weights = g.constants[conv.input[1]]
+        channels = weights.shape[0]
+        sign = np.where(scale < 0, -1.0, 1.0).astype(weights.dtype)
+        # Zero filters up to a multiple of the CPU's channel block keep the pool in onnxruntime's
+        # blocked layout (no reorder of the full conv output); the pooled result is sliced back.
+        extra = -channels % CHANNEL_BLOCK
+        signed = weights * sign.reshape(-1, *([1] * (weights.ndim - 1)))
+        signed = np.concatenate([signed, np.zeros((extra, *weights.shape[1:]), weights.dtype)])
+        # Private copies: another node may share these initializers.
+        w_name = f"{conv.input[1]}__signed"
+        g.set_constant(w_name, signed)
+        conv.input[1] = w_name
+        if len(conv.input) > 2:
+            b_name = f"{conv.input[2]}__signed"
+            g.set_constant(
+                b_name, np.concatenate([g.constants[conv.input[2]] * sign, np.zeros(extra, sign.dtype)])
+            )
+            conv.input[2] = b_name
+        prefix = norm.name or norm.output[0]
+        g.set_constant(f"{prefix}__sign", sign.reshape(1, -1, *([1] * (weights.ndim - 2))))
+        g.set_constant(f"{prefix}__slice_starts", np.array([0], np.int64))
+        g.set_constant(f"{prefix}__slice_ends", np.array([channels], np.int64))
+        g.set_constant(f"{prefix}__slice_axes", np.array([1], np.int64))
+
+        pooled_out = pool.output[0]
+        pool.input[0] = conv.output[0]
+        pool.output[0] = f"{pooled_out}__signed_max_padded"
+        crop = onnx.helper.make_node(
+            "Slice",
+            [pool.output[0], f"{prefix}__slice_starts", f"{prefix}__slice_ends", f"{prefix}__slice_axes"],
+            [f"{pooled_out}__signed_max"],
+        )
+        flip = onnx.helper.make_node("Mul", [crop.output[0], f"{prefix}__sign"], [f"{pooled_out}__max"])
+        relu.input[0] = flip.output[0]
+        relu.output[0] = f"{pooled_out}__relu"
+        norm.input[0] = relu.output[0]
+        norm.output[0] = pooled_out
+        model.graph.node.extend([crop, flip])
+        rewritten += 1
+
+    if rewritten:
+        _sort_topologically(model.graph)
+        _drop_unused_initializers(model.graph)
+    return rewritten
+
+
+def _drop_unused_initializers(graph) -> None:
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    keep = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
+def _sort_topologically(graph) -> None:
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ValueError("graph has a cycle after rewriting")
+        for node in ready:
+            ordered.append(node)
+            available.update(node.output)
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def optimize(model: onnx.ModelProto) -> dict[str, int]:
+    """Every exact rewrite above; returns what each changed."""
+    return {"pool_before_batchnorm": pool_before_batchnorm(model)}
