@@ -62,9 +62,7 @@ def build_models(out: Path) -> tuple[Path, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--durations", type=int, nargs="+", default=[60, 300])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pb", type=Path)
@@ -94,10 +92,7 @@ def main() -> None:
     model = mirfeat.load_model(onnx)
 
     def essentia_bands(x):
-        return [
-            essentia_frontend(f)
-            for f in es.FrameGenerator(x, frameSize=512, hopSize=256, startFromZero=False)
-        ]
+        return [essentia_frontend(f) for f in es.FrameGenerator(x, frameSize=512, hopSize=256, startFromZero=False)]
 
     rows = []
     for seconds in args.durations:

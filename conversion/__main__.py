@@ -13,9 +13,7 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pb", type=Path, help="Essentia frozen graph (.pb); its .json beside it is read")
     parser.add_argument("-o", "--output", type=Path, help="ONNX file to write (default: beside the .pb)")
     parser.add_argument("--inputs", nargs="+", help="input tensor names (default: metadata, else the graph)")
-    parser.add_argument(
-        "--outputs", nargs="+", help="output tensor names (default: metadata, else the graph)"
-    )
+    parser.add_argument("--outputs", nargs="+", help="output tensor names (default: metadata, else the graph)")
     parser.add_argument("--no-check", action="store_true", help="skip the TensorFlow vs onnxruntime check")
 
 
@@ -23,9 +21,7 @@ def run_convert(args: argparse.Namespace) -> int:
     from conversion.convert import ConversionError, convert
 
     try:
-        report = convert(
-            args.pb, args.output, inputs=args.inputs, outputs=args.outputs, check=not args.no_check
-        )
+        report = convert(args.pb, args.output, inputs=args.inputs, outputs=args.outputs, check=not args.no_check)
     except (ConversionError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -60,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     add_convert_arguments(commands.add_parser("convert", help="Essentia .pb -> .onnx (+ .json)"))
     freeze = commands.add_parser("freeze-musicnn", help="Essentia-format graphs from the musicnn wheel")
-    freeze.add_argument(
-        "models", nargs="*", help="msd-musicnn-1, mtt-musicnn-1, msd-vgg-1, mtt-vgg-1 (default all)"
-    )
+    freeze.add_argument("models", nargs="*", help="msd-musicnn-1, mtt-musicnn-1, msd-vgg-1, mtt-vgg-1 (default all)")
     freeze.add_argument("-o", "--output-dir", type=Path, default=Path("."))
     freeze.add_argument("--onnx", action="store_true", help="also convert each graph to ONNX")
     args = parser.parse_args(argv)

@@ -97,9 +97,7 @@ def convert(
     purposes: dict[str, str] = {}
     if outputs is None and metadata and metadata.get("schema", {}).get("outputs"):
         outputs = _schema_names(metadata, "outputs")
-        purposes = {
-            tensor_node(o["name"]): o.get("output_purpose", "") for o in metadata["schema"]["outputs"]
-        }
+        purposes = {tensor_node(o["name"]): o.get("output_purpose", "") for o in metadata["schema"]["outputs"]}
     if outputs is None:
         guessed = guess_outputs(info)
         outputs = [name for name, _ in guessed]
@@ -148,8 +146,7 @@ def convert(
         worst = max(report.max_abs_diff.values())
         if not np.isfinite(worst) or worst > MAX_ABS_DIFF:
             raise ConversionError(
-                f"{pb_path}: ONNX differs from TensorFlow by {worst:.3g} (limit {MAX_ABS_DIFF}): "
-                f"{report.max_abs_diff}"
+                f"{pb_path}: ONNX differs from TensorFlow by {worst:.3g} (limit {MAX_ABS_DIFF}): {report.max_abs_diff}"
             )
     write_metadata(report, metadata, pb_path, input_shapes, purposes)
     return report
@@ -174,9 +171,7 @@ def check_against_tensorflow(
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
     with tf.compat.v1.Session(graph=graph) as session:
-        expected = session.run(
-            [tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()}
-        )
+        expected = session.run([tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()})
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = session.run([tensor_name(o) for o in outputs], {tensor_name(k): v for k, v in feeds.items()})
@@ -210,9 +205,7 @@ def write_metadata(
                     {"name": name, "type": "float", "shape": shape[1:] if shape else None}
                     for name, shape in input_shapes.items()
                 ],
-                "outputs": [
-                    {"name": name, "output_purpose": purposes.get(name, "")} for name in report.outputs
-                ],
+                "outputs": [{"name": name, "output_purpose": purposes.get(name, "")} for name in report.outputs],
             },
             "inference": {"sample_rate": 16000, "algorithm": guess_algorithm(input_shapes)},
         }

@@ -71,9 +71,7 @@ class GraphInfo:
 
 
 def is_bool_placeholder(node) -> bool:
-    return (
-        node.op in ("Placeholder", "PlaceholderWithDefault") and node.attr["dtype"].type == types_pb2.DT_BOOL
-    )
+    return node.op in ("Placeholder", "PlaceholderWithDefault") and node.attr["dtype"].type == types_pb2.DT_BOOL
 
 
 def placeholder_shape(node) -> list[int] | None:
@@ -90,9 +88,7 @@ def guess_outputs(info: GraphInfo) -> list[tuple[str, str]]:
     logits; the first dense layer of the classifier stack (Essentia's `model/dense/BiasAdd`
     convention for MusiCNN-style graphs) gives the embeddings.
     """
-    sinks = [
-        n.name for n in info.nodes.values() if not info.consumers.get(n.name) and n.op not in _NOT_OUTPUTS
-    ]
+    sinks = [n.name for n in info.nodes.values() if not info.consumers.get(n.name) and n.op not in _NOT_OUTPUTS]
     predictions = [s for s in sinks if info.nodes[s].op in _PREDICTION_OPS]
     if not predictions:
         return [(s, "") for s in sinks]

@@ -132,9 +132,7 @@ def freeze(name: str, out_dir: str | Path) -> Path:
             # The shipped `checkpoint` index file names its author's paths: restore by prefix.
             saver.restore(session, str(musicnn_dir() / checkpoint) + "/")
             outputs = [o["name"] for o in meta["schema"]["outputs"]]
-            frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
-                session, graph.as_graph_def(), outputs
-            )
+            frozen = tf.compat.v1.graph_util.convert_variables_to_constants(session, graph.as_graph_def(), outputs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pb_path = out_dir / f"{name}.pb"

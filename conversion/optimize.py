@@ -110,9 +110,7 @@ def pool_before_batchnorm(model: onnx.ModelProto) -> int:
         conv.input[1] = w_name
         if len(conv.input) > 2:
             b_name = f"{conv.input[2]}__signed"
-            g.set_constant(
-                b_name, np.concatenate([g.constants[conv.input[2]] * sign, np.zeros(extra, sign.dtype)])
-            )
+            g.set_constant(b_name, np.concatenate([g.constants[conv.input[2]] * sign, np.zeros(extra, sign.dtype)]))
             conv.input[2] = b_name
         prefix = norm.name or norm.output[0]
         g.set_constant(f"{prefix}__sign", sign.reshape(1, -1, *([1] * (weights.ndim - 2))))

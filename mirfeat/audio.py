@@ -32,11 +32,11 @@ def load_audio(
     is Essentia's MonoLoader downmix 0.5 * (L + R).
     """
     if isinstance(source, np.ndarray):
-        samples, rate, name = source, input_rate or sample_rate, "array"
+        mono = downmix(source)
+        rate = input_rate or sample_rate
     else:
         samples, rate = decode(source)
-        name = str(source)
-    mono = downmix(samples, name)
+        mono = downmix(samples, str(source), channels_first=False)
     return resample(mono, rate, sample_rate, resample_quality)
 
 
@@ -52,16 +52,23 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return samples, int(rate)
 
 
-def downmix(samples: np.ndarray, name: str = "array") -> np.ndarray:
-    """[samples] / [samples, channels] / [channels, samples] -> mono float32 [samples]."""
+def downmix(samples: np.ndarray, name: str = "array", channels_first: bool | None = None) -> np.ndarray:
+    """[samples] / [samples, channels] / [channels, samples] -> mono float32 [samples].
+
+    `channels_first` None guesses: a first axis of at most 8 that is the shorter one is channels.
+    """
     samples = np.asarray(samples)
     if samples.dtype.kind not in "fiu":
         raise AudioError(f"{name}: audio must be numeric, got dtype {samples.dtype}")
     if samples.dtype.kind in "iu":  # integer PCM -> [-1, 1)
         samples = samples / float(np.iinfo(samples.dtype).max + 1)
     if samples.ndim == 2:
-        channels_first = samples.shape[0] <= 8 and samples.shape[0] < samples.shape[1]
-        samples = samples.mean(axis=0 if channels_first else 1)
+        if channels_first is None:
+            channels_first = 0 < samples.shape[0] <= 8 and samples.shape[0] < samples.shape[1]
+        axis = 0 if channels_first else 1
+        if samples.shape[axis] == 0:
+            raise AudioError(f"{name}: audio has no channels")
+        samples = samples.mean(axis=axis)
     elif samples.ndim != 1:
         raise AudioError(f"{name}: audio must be 1-D or 2-D, got shape {samples.shape}")
     samples = np.ascontiguousarray(samples, dtype=np.float32)

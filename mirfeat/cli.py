@@ -44,9 +44,7 @@ def tag(args: argparse.Namespace) -> int:
         )
         if not args.json:
             if not top:
-                print(
-                    f"{path}: shorter than one patch ({result.duration:.2f} s); try --last-patch-mode repeat"
-                )
+                print(f"{path}: shorter than one patch ({result.duration:.2f} s); try --last-patch-mode repeat")
                 continue
             print(f"{path}:")
             for label, score in top:
@@ -77,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tagger = commands.add_parser("tag", help="print each file's top tags (mean over patches)")
     tagger.add_argument("files", nargs="+", type=Path)
-    tagger.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})"
-    )
+    tagger.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})")
     tagger.add_argument("--top", type=int, default=5, help="how many tags (default 5)")
     tagger.add_argument("--json", action="store_true", help="print JSON instead of text")
     tagger.add_argument("--device", default="cpu", choices=("cpu", "cuda"))

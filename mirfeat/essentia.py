@@ -24,9 +24,7 @@ from mirfeat.signatures import MUSICNN, Signature
 class MonoLoader:
     """Decode a file to mono float32 at `sampleRate` (Essentia's MonoLoader; soxr resampling)."""
 
-    def __init__(
-        self, filename: str = "", sampleRate: float = 44100, resampleQuality: int = 1, downmix: str = "mix"
-    ):
+    def __init__(self, filename: str = "", sampleRate: float = 44100, resampleQuality: int = 1, downmix: str = "mix"):
         if downmix != "mix":
             raise ValueError("only downmix='mix' (the average of the channels) is supported")
         self.filename = filename
@@ -62,9 +60,7 @@ class _TensorflowPredictPatches:
         # isTrainingName is accepted for compatibility: conversion folds that flag to False.
         self.isTrainingName = isTrainingName
         metadata = _metadata_or_default(path, self._algorithm)
-        self._model = Model(
-            path, device=device, batch_size=-1 if accumulate else batchSize, metadata=metadata
-        )
+        self._model = Model(path, device=device, batch_size=-1 if accumulate else batchSize, metadata=metadata)
         self._model.input_name = self._model.session.resolve_input(input)
         self.output = output
         self.patchSize = patchSize or self._signature.patch_size
@@ -95,6 +91,4 @@ def _metadata_or_default(path, algorithm: str) -> ModelMetadata:
         metadata = ModelMetadata.read(json_path)
         metadata.algorithm = algorithm  # the wrapper decides the signature, as in Essentia
         return metadata
-    return ModelMetadata(
-        name=path.stem, algorithm=algorithm, sample_rate=16000, classes=[], inputs=[], outputs=[]
-    )
+    return ModelMetadata(name=path.stem, algorithm=algorithm, sample_rate=16000, classes=[], inputs=[], outputs=[])

@@ -37,9 +37,7 @@ def mel_to_hz_slaney(mel: float) -> np.float32:
     mel = _f32(mel)
     if mel < _SLANEY_MIN_LOG_MEL:
         return _f32(mel / _SLANEY_LIN_SLOPE)
-    return _f32(
-        float(_SLANEY_MIN_LOG_HZ) * np.exp(float(_f32((mel - _SLANEY_MIN_LOG_MEL) * _SLANEY_LOG_STEP)))
-    )
+    return _f32(float(_SLANEY_MIN_LOG_HZ) * np.exp(float(_f32((mel - _SLANEY_MIN_LOG_MEL) * _SLANEY_LOG_STEP))))
 
 
 def hz_to_mel_htk(hz: float) -> np.float32:

@@ -11,9 +11,7 @@ LENGTHS = [8000, 16000, 29999, 47872, 48000, 48001, 63999, 80000, 160000 + 37, 4
 
 
 def essentia_patches(es, identity_pb, signal, mode):
-    predict = es.TensorflowPredictMusiCNN(
-        graphFilename=str(identity_pb), output="model/Identity", lastPatchMode=mode
-    )
+    predict = es.TensorflowPredictMusiCNN(graphFilename=str(identity_pb), output="model/Identity", lastPatchMode=mode)
     rows = np.asarray(predict(signal), dtype=np.float32)
     # A 3-D output [B, 187, 96] comes back as B * 187 rows of 96.
     return rows.reshape(-1, 187, 96) if rows.size else np.zeros((0, 187, 96), np.float32)

@@ -1,0 +1,104 @@
+"""Short, empty, silent, corrupt and non-audio inputs; wrong model files."""
+
+import numpy as np
+import pytest
+import soundfile
+
+import mirfeat
+from mirfeat.essentia import MonoLoader, TensorflowPredictMusiCNN
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mirfeat.load_model()
+
+
+@pytest.mark.parametrize("mode, rows", [("discard", 0), ("repeat", 1)])
+def test_shorter_than_one_patch_is_essentia_like(es, model_dir, mode, rows):
+    audio = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)  # 1 s < 3 s patch
+    got = TensorflowPredictMusiCNN(graphFilename=str(model_dir / "msd-musicnn-1.onnx"), lastPatchMode=mode)(audio)
+    assert got.shape == (rows, 50)
+    if rows:
+        expected = es.TensorflowPredictMusiCNN(graphFilename=str(model_dir / "msd-musicnn-1.pb"), lastPatchMode=mode)(
+            audio
+        )
+        assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_short_clip_through_model_api(model):
+    result = model(np.zeros(8000, np.float32))
+    assert result.activations.shape == (0, 50)
+    assert result.embeddings.shape == (0, 200)
+    assert result.top_k(5) == []
+    assert np.isnan(result.mean()).all()
+    assert model(np.zeros(8000, np.float32), last_patch_mode="repeat").activations.shape == (1, 50)
+
+
+def test_silence_matches_essentia(es, model_dir):
+    silence = np.zeros(5 * 16000, np.float32)
+    expected = es.TensorflowPredictMusiCNN(graphFilename=str(model_dir / "msd-musicnn-1.pb"))(silence)
+    got = TensorflowPredictMusiCNN(graphFilename=str(model_dir / "msd-musicnn-1.onnx"))(silence)
+    assert got.shape == expected.shape == (2, 50)
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_empty_input(model, tmp_path):
+    with pytest.raises(ValueError, match="empty input signal"):
+        TensorflowPredictMusiCNN(graphFilename="msd-musicnn-1")(np.zeros(0, np.float32))
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros((0, 1), np.float32), 16000)
+    with pytest.raises(mirfeat.AudioError, match="empty.wav: no audio samples"):
+        model(empty)
+
+
+@pytest.mark.parametrize("content", [b"", b"RIFF\x00\x00\x00\x00WAVEfmt garbage", b"not audio at all\n" * 100])
+def test_corrupt_or_non_audio_file_names_the_file(model, tmp_path, content):
+    path = tmp_path / "broken.mp3"
+    path.write_bytes(content)
+    with pytest.raises(mirfeat.AudioError, match="broken.mp3: cannot decode"):
+        model(path)
+    with pytest.raises(mirfeat.AudioError, match="broken.mp3"):
+        MonoLoader(filename=str(path), sampleRate=16000)()
+
+
+def test_missing_file(model, tmp_path):
+    with pytest.raises(mirfeat.AudioError, match="nope.wav: no such file"):
+        model(tmp_path / "nope.wav")
+
+
+def test_nan_samples_are_rejected(model):
+    audio = np.zeros(48000, np.float32)
+    audio[100] = np.nan
+    with pytest.raises(mirfeat.AudioError, match="NaN"):
+        model(audio)
+
+
+def test_wrong_model_files(tmp_path):
+    with pytest.raises(ValueError, match="convert it once"):
+        pb = tmp_path / "model.pb"
+        pb.write_bytes(b"x")
+        mirfeat.load_model(pb)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not a model")
+    (tmp_path / "garbage.json").write_text('{"inference": {"algorithm": "TensorflowPredictMusiCNN"}}')
+    with pytest.raises(ValueError, match="garbage.onnx: not a valid ONNX model"):
+        mirfeat.load_model(garbage)
+    lonely = tmp_path / "lonely.onnx"
+    lonely.write_bytes(mirfeat.load_model().path.read_bytes())
+    with pytest.raises(FileNotFoundError, match="no metadata JSON"):
+        mirfeat.load_model(lonely)
+    with pytest.raises(FileNotFoundError, match="not a bundled model"):
+        mirfeat.load_model("no-such-model-1")
+    (tmp_path / "other.onnx").write_bytes(lonely.read_bytes())
+    (tmp_path / "other.json").write_text('{"inference": {"algorithm": "TensorflowPredictSomethingElse"}}')
+    with pytest.raises(ValueError, match="no signature for Essentia algorithm"):
+        mirfeat.load_model(tmp_path / "other.onnx")
+
+
+def test_cuda_without_onnxruntime_gpu_is_a_clear_error():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here")
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        mirfeat.load_model(device="cuda")
