@@ -49,6 +49,18 @@ def run_freeze_musicnn(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_build_test_models(args: argparse.Namespace) -> int:
+    from conversion import testmodels
+
+    for pb in testmodels.build_all(args.output_dir, n_heads=args.heads):
+        print(f"wrote {pb} and {pb.with_suffix('.json')}")
+        if args.onnx:
+            args.pb, args.output, args.inputs, args.outputs, args.no_check = pb, None, None, None, False
+            if run_convert(args):
+                return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -59,8 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     freeze.add_argument("models", nargs="*", help="msd-musicnn-1, mtt-musicnn-1, msd-vgg-1, mtt-vgg-1 (default all)")
     freeze.add_argument("-o", "--output-dir", type=Path, default=Path("."))
     freeze.add_argument("--onnx", action="store_true", help="also convert each graph to ONNX")
+    test_models = commands.add_parser(
+        "build-test-models", help="VGGish-architecture graph, classifier and heads with seeded weights"
+    )
+    test_models.add_argument("-o", "--output-dir", type=Path, default=Path("."))
+    test_models.add_argument("--heads", type=int, default=2, help="how many heads (default 2)")
+    test_models.add_argument("--onnx", action="store_true", help="also convert each graph to ONNX")
     args = parser.parse_args(argv)
-    return run_convert(args) if args.command == "convert" else run_freeze_musicnn(args)
+    runs = {"convert": run_convert, "freeze-musicnn": run_freeze_musicnn, "build-test-models": run_build_test_models}
+    return runs[args.command](args)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class Session:
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.input_shapes = {i.name: i.shape for i in self._session.get_inputs()}
+        self.output_shapes = {o.name: o.shape for o in self._session.get_outputs()}
 
     def resolve_output(self, name: str) -> str:
         return resolve_name(name, self.output_names)

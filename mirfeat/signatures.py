@@ -226,8 +226,29 @@ MUSICNN = Signature(
     patch_hop_size=93,
 )
 
+# Essentia's TensorflowInputVGGish: symmetric Hann(400) zero-padded to 512 at the end, magnitude
+# spectrum, triangles linear in HTK mel (not librosa's htk=True, whose triangles are linear in Hz),
+# no normalisation, ln(x + 0.01); 96-frame patches with Essentia's default hop of 93.
+VGGISH = Signature(
+    name="vggish",
+    sample_rate=16000,
+    frame_size=400,
+    hop_size=160,
+    n_fft=512,
+    n_bands=64,
+    f_min=125.0,
+    f_max=7500.0,
+    warping="htkMel",
+    weighting="warping",
+    normalize="unit_max",
+    spectrum="magnitude",
+    compression="ln_plus_0.01",
+    patch_size=96,
+    patch_hop_size=93,
+)
+
 # Essentia algorithm name -> signature of its input.
-SIGNATURES = {"TensorflowPredictMusiCNN": MUSICNN}
+SIGNATURES = {"TensorflowPredictMusiCNN": MUSICNN, "TensorflowPredictVGGish": VGGISH}
 
 
 def signature_for(algorithm: str) -> Signature:
