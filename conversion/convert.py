@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,9 @@ def convert(
     input_shapes = {name: placeholder_shape(info.nodes[name]) for name in inputs}
 
     log.info("converting %s: inputs %s, outputs %s, folded %s", pb_path.name, inputs, outputs, folded)
+    # tf2onnx otherwise deep-copies the whole graph before each of its optimisers, so that a failing
+    # one can be skipped: minutes and gigabytes on a 300 MB VGGish. A failure should be loud anyway.
+    os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "FALSE")
     model_proto, _ = tf2onnx.convert.from_graph_def(
         graph_def,
         input_names=[tensor_name(i) for i in inputs],

@@ -8,13 +8,18 @@
 
 from mirfeat.audio import AudioError, load_audio
 from mirfeat.metadata import ModelMetadata
-from mirfeat.model import DEFAULT_MODEL, Model, Result, bundled_models, load_model
+from mirfeat.model import DEFAULT_MODEL, Head, Model, Result, bundled_models, load_model
+from mirfeat.pipeline import FileFailure, Pipeline, PipelineResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
     "AudioError",
+    "FileFailure",
+    "Head",
+    "Pipeline",
+    "PipelineResult",
     "Model",
     "ModelMetadata",
     "Result",

@@ -83,6 +83,12 @@ class Session:
                 chunks[name].append(value)
         return {name: self._concat(parts, inputs, name) for name, parts in chunks.items()}
 
+    def run_feeds(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One run of a graph with several inputs; names as the schema or the graph spell them."""
+        inputs = {self.resolve_input(name): np.asarray(value) for name, value in feeds.items()}
+        names = [self.resolve_output(name) for name in outputs] if outputs else self.output_names
+        return dict(zip(outputs or names, self._session.run(names, inputs), strict=True))
+
     def _concat(self, parts: list[np.ndarray], inputs: np.ndarray, name: str) -> np.ndarray:
         if parts:
             return np.concatenate(parts, axis=0)

@@ -112,3 +112,26 @@ def synthetic_signals(sample_rate: int = 16000) -> dict[str, np.ndarray]:
         "tiny_300": (0.2 * rng.standard_normal(300)).astype(np.float32),
         "digital_silence": np.zeros(20000, dtype=np.float32),
     }
+
+
+@pytest.fixture(scope="session")
+def vggish_dir(tmp_path_factory) -> Path:
+    """Seeded full-size VGGish, its two-class classifier and two heads (.pb + .onnx + .json)."""
+    out = tmp_path_factory.mktemp("vggish")
+    run_python("-m", "conversion", "build-test-models", "-o", str(out), "--heads", "2", "--onnx")
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_vggish(tmp_path_factory) -> Path:
+    """The shared small_vggish_init graph converted from the graph alone."""
+    out = tmp_path_factory.mktemp("small_vggish") / "small_vggish_init.onnx"
+    run_python("-m", "conversion", "convert", str(ESSENTIA_MODELS / "vggish" / "small_vggish_init.pb"), "-o", str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def identity_vggish_pb(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("identity_vggish") / "identity.pb"
+    run_python(str(ROOT / "tests" / "tf_graphs.py"), "identity-vggish", str(path))
+    return path
