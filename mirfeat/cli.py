@@ -54,6 +54,21 @@ def tag(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def plot(args: argparse.Namespace) -> int:
+    from mirfeat.plot import plot_result
+
+    try:
+        model = load_model(args.model)
+        result = model(args.file, last_patch_mode=args.last_patch_mode)
+        output = args.output or args.file.with_suffix(".png").name
+        plot_result(result, output, top=args.top, size=(args.width, args.height), dpi=args.dpi)
+    except (AudioError, OSError, ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {output} ({len(result.patch_times)} patches, {result.activations.shape[1]} classes)")
+    return 0
+
+
 def convert(args: argparse.Namespace) -> int:
     from conversion.__main__ import run_convert
 
@@ -82,6 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     tagger.add_argument("--batch-size", type=int, default=64)
     tagger.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
     tagger.set_defaults(run=tag)
+
+    plotter = commands.add_parser("plot", help="draw a file's activations over time with the labels (PNG)")
+    plotter.add_argument("file", type=Path)
+    plotter.add_argument("-o", "--output", type=Path, help="PNG to write (default: FILE's name with .png)")
+    plotter.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})")
+    plotter.add_argument("--top", type=int, help="only the N classes with the highest mean")
+    plotter.add_argument("--width", type=float, default=12.0, help="inches (default 12)")
+    plotter.add_argument("--height", type=float, default=8.0, help="inches (default 8)")
+    plotter.add_argument("--dpi", type=int, default=100)
+    plotter.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
+    plotter.set_defaults(run=plot)
 
     converter = commands.add_parser("convert", help="Essentia .pb -> .onnx (needs the convert extra)")
     add_convert_arguments(converter)

@@ -1,0 +1,113 @@
+"""Pictures of model outputs over time (matplotlib, from the `plot` extra)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from mirfeat.model import Result
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("plotting needs matplotlib: pip install 'mirfeat[plot]'") from exc
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _time_extent(patch_times: np.ndarray) -> list[float]:
+    step = float(patch_times[1] - patch_times[0]) if len(patch_times) > 1 else 1.0
+    end = float(patch_times[-1]) + step if len(patch_times) else 1.0
+    return [0.0, end]
+
+
+def plot_activations(
+    activations: np.ndarray,
+    labels: list[str],
+    patch_times: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    top: int | None = None,
+    size: tuple[float, float] = (12.0, 8.0),
+    dpi: int = 100,
+):
+    """Draw activations [patches, classes] over time with one labelled row per class; save a PNG.
+
+    top: only the classes with the highest mean. Returns the matplotlib Figure (closed).
+    """
+    plt = _pyplot()
+    activations = np.asarray(activations)
+    order = np.arange(activations.shape[1])
+    if top and len(activations):
+        order = np.sort(np.argsort(-activations.mean(axis=0), kind="stable")[:top])
+    names = [labels[i] if i < len(labels) else str(i) for i in order]
+    fig, ax = plt.subplots(figsize=size, dpi=dpi)
+    image = ax.imshow(
+        activations[:, order].T,
+        aspect="auto",
+        origin="upper",
+        interpolation="nearest",
+        extent=[*_time_extent(patch_times), len(order) - 0.5, -0.5],
+        vmin=0.0,
+        vmax=1.0,
+    )
+    ax.set_yticks(range(len(order)))
+    ax.set_yticklabels(names, fontsize=max(4, min(10, 400 // max(len(order), 1))))
+    ax.set_xlabel("time (s)")
+    ax.set_title(title or "activations")
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return fig
+
+
+def plot_embeddings(
+    embeddings: np.ndarray,
+    patch_times: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    size: tuple[float, float] = (12.0, 5.0),
+    dpi: int = 100,
+):
+    """Draw embeddings [patches, dims] over time (dimensions on the y axis); save a PNG."""
+    plt = _pyplot()
+    embeddings = np.asarray(embeddings)
+    fig, ax = plt.subplots(figsize=size, dpi=dpi)
+    image = ax.imshow(
+        embeddings.T,
+        aspect="auto",
+        origin="lower",
+        interpolation="nearest",
+        extent=[*_time_extent(patch_times), -0.5, embeddings.shape[1] - 0.5],
+    )
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("dimension")
+    ax.set_title(title or f"embeddings ({embeddings.shape[1]} dimensions)")
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return fig
+
+
+def plot_result(result: Result, path: str | os.PathLike, *, top: int | None = None, title: str = "", **kwargs):
+    """Activations of a model run with the model's labels (see `plot_activations`)."""
+    if result.activations is None:
+        raise ValueError("this result has no predictions output to plot")
+    return plot_activations(
+        result.activations,
+        result.labels,
+        result.patch_times,
+        path,
+        title=title or os.path.basename(result.source),
+        top=top,
+        **kwargs,
+    )
