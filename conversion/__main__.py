@@ -31,6 +31,10 @@ def run_convert(args: argparse.Namespace) -> int:
     print(f"  outputs: {', '.join(report.outputs.values())}")
     if report.folded_flags:
         print(f"  folded to False: {', '.join(report.folded_flags)}")
+    if report.frame_sharing:
+        sharing = report.frame_sharing
+        parts = f"{sharing['frames_model']} + {sharing['patch_model']}"
+        print(f"  frame sharing: {parts} ({len(sharing['blocks'])} blocks)")
     for name, diff in report.max_abs_diff.items():
         print(f"  check vs TensorFlow, max abs diff {name}: {diff:.3g}")
     return 0

@@ -25,7 +25,7 @@ from conversion.graph import (
     tensor_name,
     tensor_node,
 )
-from conversion.optimize import optimize
+from conversion.optimize import optimize, split_frame_sharing
 
 log = logging.getLogger("conversion")
 
@@ -55,6 +55,7 @@ class ConversionReport:
     outputs: dict[str, str]
     folded_flags: list[str]
     rewrites: dict[str, int] = field(default_factory=dict)
+    frame_sharing: dict | None = None
     max_abs_diff: dict[str, float] = field(default_factory=dict)
 
 
@@ -152,6 +153,8 @@ def convert(
             raise ConversionError(
                 f"{pb_path}: ONNX differs from TensorFlow by {worst:.3g} (limit {MAX_ABS_DIFF}): {report.max_abs_diff}"
             )
+    if optimize_graph:
+        report.frame_sharing = write_frame_sharing(model_proto, onnx_path, inputs[0], seed)
     write_metadata(report, metadata, pb_path, input_shapes, purposes)
     return report
 
@@ -182,6 +185,51 @@ def check_against_tensorflow(
     return {
         o: float(np.max(np.abs(np.asarray(e, np.float64) - np.asarray(g, np.float64)), initial=0.0))
         for o, e, g in zip(outputs, expected, got, strict=True)
+    }
+
+
+def write_frame_sharing(model_proto, onnx_path: Path, input_name: str, seed: int) -> dict | None:
+    """Split the graph for `mirfeat.framesharing` when it has frame-local blocks, check that the
+    split gives what the whole graph gives on overlapping patches, and write both parts beside it."""
+    from mirfeat.framesharing import FrameSharing
+    from mirfeat.patches import make_patches
+    from mirfeat.runtime import Session
+
+    dims = model_proto.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 3 or not dims[1].dim_value:
+        return None
+    patch_frames = dims[1].dim_value
+    split = split_frame_sharing(model_proto, patch_frames)
+    if split is None:
+        return None
+    frames, rest, blocks, context = split
+    frames_path = onnx_path.with_name(f"{onnx_path.stem}.frames.onnx")
+    rest_path = onnx_path.with_name(f"{onnx_path.stem}.patch.onnx")
+    onnx.save(frames, str(frames_path))
+    onnx.save(rest, str(rest_path))
+
+    rng = np.random.default_rng(seed)
+    bands = rng.uniform(0.0, 3.0, (4 * patch_frames + 7, dims[2].dim_value)).astype(np.float32)
+    hop = patch_frames // 2
+    patches = make_patches(bands, patch_frames, hop, "repeat")
+    starts = [i * hop for i in range(len(patches) - 1)] + [None]
+    whole = Session(onnx_path)
+    outputs = whole.output_names
+    sharing = FrameSharing(Session(frames_path), Session(rest_path), blocks, context, tensor_name(input_name))
+    got = sharing.run(bands, patches, starts, outputs, batch_size=3)
+    expected = whole.run(patches, outputs, tensor_name(input_name), batch_size=3)
+    worst = max(float(np.abs(got[o] - expected[o]).max()) for o in outputs)
+    if worst > 1e-5:
+        log.warning("frame sharing differs from the whole graph by %.3g; not using it", worst)
+        frames_path.unlink()
+        rest_path.unlink()
+        return None
+    return {
+        "frames_model": frames_path.name,
+        "patch_model": rest_path.name,
+        "blocks": blocks,
+        "context": context,
+        "check_max_abs_diff": worst,
     }
 
 
@@ -227,4 +275,6 @@ def write_metadata(
         "check_max_abs_diff": report.max_abs_diff,
         "opset": OPSET,
     }
+    if report.frame_sharing:
+        metadata["mirfeat"]["frame_sharing"] = report.frame_sharing
     report.json_path.write_text(json.dumps(metadata, indent=2) + "\n")

@@ -86,8 +86,10 @@ class _TensorflowPredictPatches:
         if len(audio) == 0:
             raise ValueError(f"{type(self).__name__}: empty input signal")
         bands = self._signature.compute(audio)
-        patches = make_patches(bands, self.patchSize, self.patchHopSize, self.lastPatchMode)
-        return self._model.predict_patches(patches, [self.output])[self.output]
+        values, _ = self._model.predict_bands(
+            bands, self.lastPatchMode, [self.output], self.patchSize, self.patchHopSize
+        )
+        return values[self.output]
 
 
 class TensorflowPredictMusiCNN(_TensorflowPredictPatches):

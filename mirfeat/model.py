@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from mirfeat.audio import AudioError, AudioInput, load_audio
+from mirfeat.framesharing import FrameSharing
 from mirfeat.metadata import ModelMetadata, OutputSpec
-from mirfeat.patches import make_patches, patch_start_times
+from mirfeat.patches import make_patches, patch_count, patch_start_times
 from mirfeat.runtime import Session, resolve_name
 from mirfeat.signatures import Signature, signature_for
 
@@ -82,6 +83,7 @@ class _Graph:
     ):
         self.path = _check_model_file(Path(path))
         self.metadata = metadata or _read_metadata_beside(self.path)
+        self.device, self.threads = device, threads
         self.session = Session(self.path, device=device, threads=threads)
         self.batch_size = batch_size
         self.input_name = self.resolve_input(self.metadata.inputs[0] if self.metadata.inputs else None)
@@ -153,6 +155,19 @@ class Model(_Graph):
     def __init__(self, path: str | os.PathLike, **kwargs):
         super().__init__(path, **kwargs)
         self.signature: Signature = signature_for(self.metadata.algorithm)
+        self.frame_sharing = self._load_frame_sharing()
+
+    def _load_frame_sharing(self) -> FrameSharing | None:
+        """The split graph written by the conversion step (see `mirfeat.framesharing`), if any."""
+        spec = (self.metadata.raw.get("mirfeat") or {}).get("frame_sharing")
+        if not spec:
+            return None
+        frames, rest = (self.path.parent / spec[key] for key in ("frames_model", "patch_model"))
+        if not (frames.is_file() and rest.is_file()):
+            return None
+        sessions = [Session(p, device=self.device, threads=self.threads) for p in (frames, rest)]
+        self._sharing_patch_size = sessions[1].input_shapes[self.input_name][1]
+        return FrameSharing(*sessions, spec["blocks"], int(spec["context"]), self.input_name)
 
     @property
     def sample_rate(self) -> int:
@@ -178,6 +193,30 @@ class Model(_Graph):
         """Run patches [n, T, bands] through the graph: {schema output name: [n, dims]}."""
         return self.run_rows(patches, outputs)
 
+    def predict_bands(
+        self,
+        bands: np.ndarray,
+        last_patch_mode: str = "discard",
+        outputs: list[str] | None = None,
+        patch_size: int | None = None,
+        hop_size: int | None = None,
+    ) -> tuple[dict[str, np.ndarray], int]:
+        """Cut bands [n_frames, n_bands] into patches and run them: ({output: [rows, dims]}, n_patches).
+
+        Patch size and hop default to the signature's. Uses frame sharing when the model has it.
+        """
+        size = patch_size or self.signature.patch_size
+        hop = (self.signature.patch_hop_size if hop_size is None else hop_size) or size
+        patches = make_patches(bands, size, hop, last_patch_mode)
+        if self.frame_sharing is None or size != self._sharing_patch_size:
+            return self.run_rows(patches, outputs), len(patches)
+        n_slices = patch_count(len(bands), size, hop, "discard")
+        starts = [i * hop for i in range(n_slices)] + [None] * (len(patches) - n_slices)
+        names = outputs or self.output_names
+        graph_names = [self._graph_names.get(n) or resolve_name(n, self.session.output_names) for n in names]
+        raw = self.frame_sharing.run(bands, patches, starts, graph_names, self.batch_size)
+        return {name: _rows(raw[g]) for name, g in zip(names, graph_names, strict=True)}, len(patches)
+
     def patch_times(self, n_patches: int) -> np.ndarray:
         sig = self.signature
         return patch_start_times(n_patches, sig.patch_hop_size, sig.hop_size, sig.sample_rate)
@@ -192,11 +231,11 @@ class Model(_Graph):
     ) -> Result:
         """Tag / embed a file path or an array ([samples] or [samples, channels] at `sample_rate`)."""
         samples = self.load(audio, sample_rate)
-        patches = self.patches(samples, last_patch_mode)
+        values, n_patches = self.predict_bands(self.signature.compute(samples), last_patch_mode, outputs)
         return Result(
-            outputs=self.predict_patches(patches, outputs),
+            outputs=values,
             labels=self.labels,
-            patch_times=self.patch_times(len(patches)),
+            patch_times=self.patch_times(n_patches),
             predictions_name=self.metadata.output_for("predictions"),
             embeddings_name=self.metadata.output_for("embeddings"),
             source=_source_name(audio),
@@ -289,7 +328,7 @@ def _read_metadata_beside(path: Path) -> ModelMetadata:
 
 def bundled_models() -> list[str]:
     """Names of the models that ship with mirfeat."""
-    return sorted(p.stem for p in BUNDLED_DIR.glob("*.onnx"))
+    return sorted(p.stem for p in BUNDLED_DIR.glob("*.json") if p.with_suffix(".onnx").is_file())
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:

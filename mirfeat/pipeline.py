@@ -90,9 +90,11 @@ class Pipeline:
     ) -> PipelineResult:
         model = self.embedding_model
         samples = model.load(audio, sample_rate)
-        patches = model.patches(samples, last_patch_mode)
-        embeddings = model.predict_patches(patches, [self.embeddings_output])[self.embeddings_output]
-        times = model.patch_times(len(patches))
+        values, n_patches = model.predict_bands(
+            model.signature.compute(samples), last_patch_mode, [self.embeddings_output]
+        )
+        embeddings = values[self.embeddings_output]
+        times = model.patch_times(n_patches)
         source = "array" if isinstance(audio, np.ndarray) else str(audio)
         duration = len(samples) / model.sample_rate
         return PipelineResult(

@@ -47,6 +47,12 @@ def test_metadata_outputs_are_all_kept(model_dir):
         assert "onnx" in meta["model_types"]
     musicnn = json.loads((model_dir / "msd-musicnn-1.json").read_text())
     assert musicnn["mirfeat"]["graph_rewrites"] == {"pool_before_batchnorm": 5}
+    sharing = musicnn["mirfeat"]["frame_sharing"]
+    assert sharing["blocks"] == ["model/max_pooling2d/MaxPool:0", "model/max_pooling2d_1/MaxPool:0"]
+    assert sharing["check_max_abs_diff"] < 1e-5
+    assert (model_dir / sharing["frames_model"]).is_file() and (model_dir / sharing["patch_model"]).is_file()
+    vgg = json.loads((model_dir / "msd-vgg-1.json").read_text())
+    assert "frame_sharing" not in vgg["mirfeat"]  # 3x3 'same' convolutions over a pooled grid: nothing to share
     assert musicnn["classes"][:3] == ["rock", "pop", "alternative"]
 
 

@@ -106,3 +106,26 @@ def test_repeat_mode_matches_essentia(es, model_dir, signals, mode):
     got = TensorflowPredictMusiCNN(graphFilename=str(onnx), lastPatchMode=mode)(signal)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= ACTIVATIONS_TOL
+
+
+@pytest.mark.parametrize("mode", ["discard", "repeat"])
+@pytest.mark.parametrize("hop", [93, 50, 187])
+def test_frame_sharing_equals_the_whole_graph(model_dir, signals, mode, hop):
+    """The split graph (per-frame part once per signal) gives what the whole graph gives per patch."""
+    shared = mirfeat.load_model(model_dir / "msd-musicnn-1.onnx")
+    assert shared.frame_sharing is not None
+    whole = mirfeat.load_model(model_dir / "msd-musicnn-1.onnx")
+    whole.frame_sharing = None
+    for name in ("techno_loop.mp3", "vignesh.wav"):
+        bands = shared.signature.compute(signals[name])
+        got, n = shared.predict_bands(bands, mode, hop_size=hop)
+        expected, m = whole.predict_bands(bands, mode, hop_size=hop)
+        assert n == m
+        for output in expected:
+            np.testing.assert_allclose(got[output], expected[output], rtol=0, atol=1e-5)
+
+
+def test_bundled_model_ships_its_frame_sharing_split():
+    model = mirfeat.load_model()
+    assert model.frame_sharing is not None
+    assert model.metadata.raw["mirfeat"]["frame_sharing"]["context"] == 3

@@ -1,0 +1,84 @@
+"""Run a model's frame-local layers once per spectrogram instead of once per overlapping patch.
+
+MusiCNN's patches overlap by half (hop 93 of 187 frames) and its timbral convolutions, ~75% of
+its compute, see only 3 frames either side. The conversion step splits such graphs in two
+(`conversion.optimize.split_frame_sharing`): a per-frame part, runnable on any number of frames,
+and the rest, which takes the patches plus those per-frame features. Here the per-frame part
+runs over the whole spectrogram (in chunks); each patch takes its slice of that, except the
+`context` frames at each of its edges, which see the patch's own zero padding and are computed
+from the patch's edge frames. The result is the same as running the whole graph per patch, up
+to float rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mirfeat.runtime import Session
+
+_CHUNK_FRAMES = 8192  # bounds memory on long inputs: 204 x 8192 floats per block
+
+
+class FrameSharing:
+    def __init__(self, frames: Session, rest: Session, blocks: list[str], context: int, input_name: str):
+        self.frames, self.rest, self.blocks, self.context = frames, rest, blocks, context
+        self.frames_input = frames.resolve_input(input_name)
+        self.rest_input = rest.resolve_input(input_name)
+        self.frames_outputs = [frames.resolve_output(b) for b in blocks]
+        self.rest_blocks = [rest.resolve_input(b) for b in blocks]
+
+    def _per_frame(self, bands: np.ndarray) -> list[np.ndarray]:
+        """Per-frame features of the whole spectrogram [n_frames, bands] -> [C, n_frames] per block."""
+        n, c = len(bands), self.context
+        parts: list[list[np.ndarray]] = [[] for _ in self.blocks]
+        for start in range(0, n, _CHUNK_FRAMES):
+            stop = min(n, start + _CHUNK_FRAMES)
+            lo, hi = max(0, start - c), min(n, stop + c)
+            outputs = self.frames._session.run(self.frames_outputs, {self.frames_input: bands[None, lo:hi]})
+            for part, out in zip(parts, outputs, strict=True):
+                part.append(out[0, :, start - lo : stop - lo, 0])
+        return [np.concatenate(p, axis=1) for p in parts]
+
+    def _own(self, windows: np.ndarray) -> list[np.ndarray]:
+        """Block features of windows run on their own [k, frames, bands] -> [k, C, frames] per block."""
+        outputs = self.frames._session.run(self.frames_outputs, {self.frames_input: np.ascontiguousarray(windows)})
+        return [out[..., 0] for out in outputs]
+
+    def run(
+        self,
+        bands: np.ndarray,
+        patches: np.ndarray,
+        starts: list[int | None],
+        outputs: list[str],
+        batch_size: int,
+    ) -> dict[str, np.ndarray]:
+        """Outputs for `patches` [P, T, bands]; `starts[p]` is patch p's first frame in `bands`, or
+        None for a patch that is not a slice of them (the repeat-mode last patch)."""
+        n_patches, size = patches.shape[:2]
+        c = self.context
+        contiguous = [p for p, s in enumerate(starts) if s is not None]
+        loose = [p for p, s in enumerate(starts) if s is None]
+        channels = [self.frames.output_shapes[name][1] for name in self.frames_outputs]
+        features = [np.empty((n_patches, ch, size), np.float32) for ch in channels]
+        if contiguous:
+            whole = self._per_frame(bands)
+            edges = self._own(np.concatenate([patches[contiguous, : 2 * c], patches[contiguous, size - 2 * c :]]))
+            for block, frames, edge in zip(features, whole, edges, strict=True):
+                for i, p in enumerate(contiguous):
+                    block[p] = frames[:, starts[p] : starts[p] + size]
+                    block[p, :, :c] = edge[i, :, :c]
+                    block[p, :, size - c :] = edge[len(contiguous) + i, :, c:]
+        if loose:
+            for block, own in zip(features, self._own(patches[loose]), strict=True):
+                block[loose] = own
+
+        graph_outputs = [self.rest.resolve_output(o) for o in outputs]
+        step = max(n_patches if batch_size <= 0 else batch_size, 1)
+        chunks: dict[str, list[np.ndarray]] = {name: [] for name in graph_outputs}
+        for start in range(0, n_patches, step):
+            feeds = {self.rest_input: np.ascontiguousarray(patches[start : start + step])}
+            for name, block in zip(self.rest_blocks, features, strict=True):
+                feeds[name] = np.ascontiguousarray(block[start : start + step, :, :, None])
+            for name, value in zip(graph_outputs, self.rest._session.run(graph_outputs, feeds), strict=True):
+                chunks[name].append(value)
+        return {name: self.rest._concat(chunks[name], patches, name) for name in graph_outputs}
