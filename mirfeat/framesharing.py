@@ -26,6 +26,7 @@ class FrameSharing:
         self.rest_input = rest.resolve_input(input_name)
         self.frames_outputs = [frames.resolve_output(b) for b in blocks]
         self.rest_blocks = [rest.resolve_input(b) for b in blocks]
+        self.channels = [frames.output_shapes[name][1] for name in self.frames_outputs]
 
     def _per_frame(self, bands: np.ndarray) -> list[np.ndarray]:
         """Per-frame features of the whole spectrogram [n_frames, bands] -> [C, n_frames] per block."""
@@ -57,28 +58,31 @@ class FrameSharing:
         n_patches, size = patches.shape[:2]
         c = self.context
         contiguous = [p for p, s in enumerate(starts) if s is not None]
-        loose = [p for p, s in enumerate(starts) if s is None]
-        channels = [self.frames.output_shapes[name][1] for name in self.frames_outputs]
-        features = [np.empty((n_patches, ch, size), np.float32) for ch in channels]
-        if contiguous:
-            whole = self._per_frame(bands)
-            edges = self._own(np.concatenate([patches[contiguous, : 2 * c], patches[contiguous, size - 2 * c :]]))
-            for block, frames, edge in zip(features, whole, edges, strict=True):
-                for i, p in enumerate(contiguous):
-                    block[p] = frames[:, starts[p] : starts[p] + size]
-                    block[p, :, :c] = edge[i, :, :c]
-                    block[p, :, size - c :] = edge[len(contiguous) + i, :, c:]
-        if loose:
-            for block, own in zip(features, self._own(patches[loose]), strict=True):
-                block[loose] = own
+        whole = self._per_frame(bands) if contiguous else []
+        # Edge windows: the first and last 2*context frames of every contiguous patch, in one run.
+        edge_windows = np.concatenate([patches[contiguous, : 2 * c], patches[contiguous, size - 2 * c :]])
+        edges = self._own(edge_windows) if contiguous else []
+        edge_index = {p: i for i, p in enumerate(contiguous)}
 
         graph_outputs = [self.rest.resolve_output(o) for o in outputs]
         step = max(n_patches if batch_size <= 0 else batch_size, 1)
         chunks: dict[str, list[np.ndarray]] = {name: [] for name in graph_outputs}
-        for start in range(0, n_patches, step):
-            feeds = {self.rest_input: np.ascontiguousarray(patches[start : start + step])}
-            for name, block in zip(self.rest_blocks, features, strict=True):
-                feeds[name] = np.ascontiguousarray(block[start : start + step, :, :, None])
+        for first in range(0, n_patches, step):
+            batch = range(first, min(first + step, n_patches))
+            loose = [p for p in batch if starts[p] is None]
+            own = dict(zip(loose, zip(*self._own(patches[loose]), strict=True), strict=True)) if loose else {}
+            feeds = {self.rest_input: np.ascontiguousarray(patches[first : first + step])}
+            for b, name in enumerate(self.rest_blocks):
+                block = np.empty((len(batch), self.channels[b], size, 1), np.float32)
+                for row, p in enumerate(batch):
+                    if p in own:
+                        block[row, :, :, 0] = own[p][b]
+                        continue
+                    i, start = edge_index[p], starts[p]
+                    block[row, :, :, 0] = whole[b][:, start : start + size]
+                    block[row, :, :c, 0] = edges[b][i, :, :c]
+                    block[row, :, size - c :, 0] = edges[b][len(contiguous) + i, :, c:]
+                feeds[name] = block
             for name, value in zip(graph_outputs, self.rest._session.run(graph_outputs, feeds), strict=True):
                 chunks[name].append(value)
         return {name: self.rest._concat(chunks[name], patches, name) for name in graph_outputs}
