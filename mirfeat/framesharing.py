@@ -35,14 +35,14 @@ class FrameSharing:
         for start in range(0, n, _CHUNK_FRAMES):
             stop = min(n, start + _CHUNK_FRAMES)
             lo, hi = max(0, start - c), min(n, stop + c)
-            outputs = self.frames._session.run(self.frames_outputs, {self.frames_input: bands[None, lo:hi]})
+            outputs = self.frames.run_raw(self.frames_outputs, {self.frames_input: bands[None, lo:hi]})
             for part, out in zip(parts, outputs, strict=True):
                 part.append(out[0, :, start - lo : stop - lo, 0])
         return [np.concatenate(p, axis=1) for p in parts]
 
     def _own(self, windows: np.ndarray) -> list[np.ndarray]:
         """Block features of windows run on their own [k, frames, bands] -> [k, C, frames] per block."""
-        outputs = self.frames._session.run(self.frames_outputs, {self.frames_input: np.ascontiguousarray(windows)})
+        outputs = self.frames.run_raw(self.frames_outputs, {self.frames_input: np.ascontiguousarray(windows)})
         return [out[..., 0] for out in outputs]
 
     def run(
@@ -83,6 +83,6 @@ class FrameSharing:
                     block[row, :, :c, 0] = edges[b][i, :, :c]
                     block[row, :, size - c :, 0] = edges[b][len(contiguous) + i, :, c:]
                 feeds[name] = block
-            for name, value in zip(graph_outputs, self.rest._session.run(graph_outputs, feeds), strict=True):
+            for name, value in zip(graph_outputs, self.rest.run_raw(graph_outputs, feeds), strict=True):
                 chunks[name].append(value)
-        return {name: self.rest._concat(chunks[name], patches, name) for name in graph_outputs}
+        return {name: self.rest.concat_batches(chunks[name], patches, name) for name in graph_outputs}

@@ -84,7 +84,11 @@ class Session:
             batch = np.ascontiguousarray(inputs[start : start + step], dtype=np.float32)
             for name, value in zip(outputs, self._session.run(outputs, {input_name: batch}), strict=True):
                 chunks[name].append(value)
-        return {name: self._concat(parts, inputs, name) for name, parts in chunks.items()}
+        return {name: self.concat_batches(parts, inputs, name) for name, parts in chunks.items()}
+
+    def run_raw(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """onnxruntime's run with graph names as they are: no batching, no name resolution."""
+        return self._session.run(outputs, feeds)
 
     def run_feeds(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """One run of a graph with several inputs; names as the schema or the graph spell them."""
@@ -92,7 +96,7 @@ class Session:
         names = [self.resolve_output(name) for name in outputs] if outputs else self.output_names
         return dict(zip(outputs or names, self._session.run(names, inputs), strict=True))
 
-    def _concat(self, parts: list[np.ndarray], inputs: np.ndarray, name: str) -> np.ndarray:
+    def concat_batches(self, parts: list[np.ndarray], inputs: np.ndarray, name: str) -> np.ndarray:
         if parts:
             return np.concatenate(parts, axis=0)
         # No input rows: an empty result with the output's known trailing shape.
