@@ -23,6 +23,12 @@ from mirfeat.patches import patch_start_times
 from mirfeat.plot import plot_activations, plot_embeddings
 
 
+def print_classes(labels: list[str], activations) -> None:
+    """`label: xx.x%` per class, from the mean over patches (as Essentia's tutorial prints)."""
+    for label, probability in zip(labels, activations.mean(axis=0), strict=True):
+        print(f"{label}: {100 * probability:.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("audio", type=Path)
@@ -45,8 +51,7 @@ def main() -> None:
     metadata = json.loads(classifier.with_suffix(".json").read_text())
     act = TensorflowPredictVGGish(graphFilename=str(classifier), output="model/Softmax")(audio)
     print(f"classification ({metadata['name']}):")
-    for label, probability in zip(metadata["classes"], act.mean(axis=0), strict=True):
-        print(f"{label}: {100 * probability:.1f}%")
+    print_classes(metadata["classes"], act)
 
     # 2b. Current style: the embedding model once, then a head on its embeddings.
     embeddings = TensorflowPredictVGGish(
@@ -56,8 +61,7 @@ def main() -> None:
     head_metadata = json.loads(head.with_suffix(".json").read_text())
     predictions = TensorflowPredict2D(graphFilename=str(head), output="model/Softmax")(embeddings)
     print(f"classification ({head_metadata['name']} on {head_metadata['inference']['embedding_model']['model_name']}):")
-    for label, probability in zip(head_metadata["classes"], predictions.mean(axis=0), strict=True):
-        print(f"{label}: {100 * probability:.1f}%")
+    print_classes(head_metadata["classes"], predictions)
 
     # 3. Embedding extraction: MusiCNN's 200-d embeddings from the same model, and VGGish's.
     musicnn_embeddings = TensorflowPredictMusiCNN(graphFilename=str(tagger.path), output="model/dense/BiasAdd")(audio)

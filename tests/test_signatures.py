@@ -9,9 +9,9 @@ from mirfeat.signatures import MUSICNN, frame_count, frame_signal, mel_filterban
 BANDS_TOL = 1e-4
 
 
-def essentia_bands(es, signal: np.ndarray) -> np.ndarray:
-    frontend = es.TensorflowInputMusiCNN()
-    cutter = es.FrameGenerator(
+def essentia_frames(es, signal: np.ndarray):
+    """Essentia's frame cutting as TensorflowPredictMusiCNN configures it (512/256, centred)."""
+    return es.FrameGenerator(
         signal,
         frameSize=512,
         hopSize=256,
@@ -19,7 +19,11 @@ def essentia_bands(es, signal: np.ndarray) -> np.ndarray:
         validFrameThresholdRatio=0,
         lastFrameToEndOfFile=False,
     )
-    return np.array([frontend(frame) for frame in cutter], dtype=np.float32).reshape(-1, 96)
+
+
+def essentia_bands(es, signal: np.ndarray) -> np.ndarray:
+    frontend = es.TensorflowInputMusiCNN()
+    return np.array([frontend(frame) for frame in essentia_frames(es, signal)], dtype=np.float32).reshape(-1, 96)
 
 
 def assert_bands_match(es, signal):
@@ -61,15 +65,7 @@ def test_filterbank_equals_essentia_melbands(es):
 @pytest.mark.parametrize("n", [1, 255, 256, 257, 511, 512, 513, 16000, 16001, 48000, 48256])
 def test_frame_count_equals_essentia(es, n):
     signal = np.ones(n, dtype=np.float32)
-    cutter = es.FrameGenerator(
-        signal,
-        frameSize=512,
-        hopSize=256,
-        startFromZero=False,
-        validFrameThresholdRatio=0,
-        lastFrameToEndOfFile=False,
-    )
-    expected = np.array(list(cutter))
+    expected = np.array(list(essentia_frames(es, signal)))
     assert frame_count(n, 256) == len(expected)
     np.testing.assert_array_equal(frame_signal(signal, 512, 256), expected)
 
