@@ -192,7 +192,7 @@ def write_frame_sharing(model_proto, onnx_path: Path, input_name: str, seed: int
     """Split the graph for `mirfeat.framesharing` when it has frame-local blocks, check that the
     split gives what the whole graph gives on overlapping patches, and write both parts beside it."""
     from mirfeat.framesharing import FrameSharing
-    from mirfeat.patches import make_patches
+    from mirfeat.patches import make_patches, patch_starts
     from mirfeat.runtime import Session
 
     dims = model_proto.graph.input[0].type.tensor_type.shape.dim
@@ -212,7 +212,7 @@ def write_frame_sharing(model_proto, onnx_path: Path, input_name: str, seed: int
     bands = rng.uniform(0.0, 3.0, (4 * patch_frames + 7, dims[2].dim_value)).astype(np.float32)
     hop = patch_frames // 2
     patches = make_patches(bands, patch_frames, hop, "repeat")
-    starts = [i * hop for i in range(len(patches) - 1)] + [None]
+    starts = patch_starts(len(bands), patch_frames, hop, "repeat")
     whole = Session(onnx_path)
     outputs = whole.output_names
     sharing = FrameSharing(Session(frames_path), Session(rest_path), blocks, context, tensor_name(input_name))

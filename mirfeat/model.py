@@ -12,7 +12,7 @@ import numpy as np
 from mirfeat.audio import AudioError, AudioInput, load_audio
 from mirfeat.framesharing import FrameSharing
 from mirfeat.metadata import ModelMetadata, OutputSpec
-from mirfeat.patches import make_patches, patch_count, patch_start_times
+from mirfeat.patches import make_patches, patch_starts
 from mirfeat.runtime import Session, resolve_name
 from mirfeat.signatures import Signature, signature_for
 
@@ -130,9 +130,13 @@ class _Graph:
     def run_rows(self, rows: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Run [n, ...] model inputs through the graph: {schema output name: [rows, dims]}."""
         names = outputs or self.output_names
-        graph_names = [self._graph_names.get(n) or resolve_name(n, self.session.output_names) for n in names]
+        graph_names = self._graph_output_names(names)
         raw = self.session.run(self._fit_to_input(rows), graph_names, self.input_name, self.batch_size)
         return {name: _rows(raw[graph]) for name, graph in zip(names, graph_names, strict=True)}
+
+    def _graph_output_names(self, names: list[str]) -> list[str]:
+        """Schema (or graph) output names -> the graph's names."""
+        return [self._graph_names.get(n) or resolve_name(n, self.session.output_names) for n in names]
 
     def _fit_to_input(self, rows: np.ndarray) -> np.ndarray:
         """Add the singleton axis the graph's input has and ours lacks ([B,1,T,F], [B,T,F,1], [B,1,D])."""
@@ -184,15 +188,6 @@ class Model(_Graph):
         """The signature's bands for every frame: [n_frames, n_bands]."""
         return self.signature.compute(self.load(audio, sample_rate))
 
-    def patches(self, samples: np.ndarray, last_patch_mode: str = "discard") -> np.ndarray:
-        """Mono samples at the model's rate -> model-ready patches [n_patches, T, bands]."""
-        sig = self.signature
-        return make_patches(sig.compute(samples), sig.patch_size, sig.patch_hop_size, last_patch_mode)
-
-    def predict_patches(self, patches: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Run patches [n, T, bands] through the graph: {schema output name: [n, dims]}."""
-        return self.run_rows(patches, outputs)
-
     def predict_bands(
         self,
         bands: np.ndarray,
@@ -210,16 +205,14 @@ class Model(_Graph):
         patches = make_patches(bands, size, hop, last_patch_mode)
         if self.frame_sharing is None or size != self._sharing_patch_size:
             return self.run_rows(patches, outputs), len(patches)
-        n_slices = patch_count(len(bands), size, hop, "discard")
-        starts = [i * hop for i in range(n_slices)] + [None] * (len(patches) - n_slices)
+        starts = patch_starts(len(bands), size, hop, last_patch_mode)
         names = outputs or self.output_names
-        graph_names = [self._graph_names.get(n) or resolve_name(n, self.session.output_names) for n in names]
+        graph_names = self._graph_output_names(names)
         raw = self.frame_sharing.run(bands, patches, starts, graph_names, self.batch_size)
         return {name: _rows(raw[g]) for name, g in zip(names, graph_names, strict=True)}, len(patches)
 
     def patch_times(self, n_patches: int) -> np.ndarray:
-        sig = self.signature
-        return patch_start_times(n_patches, sig.patch_hop_size, sig.hop_size, sig.sample_rate)
+        return self.signature.patch_times(n_patches)
 
     def __call__(
         self,
@@ -253,7 +246,6 @@ class Head(_Graph):
     def __init__(self, path: str | os.PathLike, *, embedding_model: Model | None = None, **kwargs):
         super().__init__(path, **kwargs)
         self._embedding_model = embedding_model
-        self._device = kwargs.get("device", "cpu")
 
     @property
     def embedding_model_name(self) -> str | None:
@@ -268,7 +260,7 @@ class Head(_Graph):
             if not name:
                 raise ValueError(f"{self.path}: its metadata names no inference.embedding_model")
             beside = self.path.parent / f"{name}.onnx"
-            self._embedding_model = _cached_model(str(beside if beside.is_file() else name), self._device)
+            self._embedding_model = _cached_model(str(beside if beside.is_file() else name), self.device)
         return self._embedding_model
 
     def predict(self, embeddings: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:

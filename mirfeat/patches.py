@@ -31,7 +31,7 @@ def make_patches(frames: np.ndarray, patch_size: int, hop_size: int, mode: str =
     hop = hop_size or patch_size
     n_frames, n_bands = frames.shape
     n_patches = patch_count(n_frames, patch_size, hop, mode)
-    n_full = 0 if n_frames < patch_size else (n_frames - patch_size) // hop + 1
+    n_full = patch_count(n_frames, patch_size, hop, "discard")
     out = np.empty((n_patches, patch_size, n_bands), dtype=np.float32)
     if n_full:
         windows = np.lib.stride_tricks.sliding_window_view(frames, patch_size, axis=0)
@@ -40,6 +40,14 @@ def make_patches(frames: np.ndarray, patch_size: int, hop_size: int, mode: str =
         rest = frames[n_full * hop :]
         out[n_full] = rest[np.arange(patch_size) % len(rest)]
     return out
+
+
+def patch_starts(n_frames: int, patch_size: int, hop_size: int, mode: str = "discard") -> list[int | None]:
+    """First frame of each patch `make_patches` cuts, or None for the "repeat" patch (not a slice)."""
+    hop = hop_size or patch_size
+    n_full = patch_count(n_frames, patch_size, hop, "discard")
+    n_patches = patch_count(n_frames, patch_size, hop, mode)
+    return [p * hop for p in range(n_full)] + [None] * (n_patches - n_full)
 
 
 def patch_start_times(n_patches: int, hop_size: int, frame_hop: int, sample_rate: int) -> np.ndarray:

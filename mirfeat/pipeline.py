@@ -88,21 +88,16 @@ class Pipeline:
     def __call__(
         self, audio: AudioInput, *, sample_rate: int | None = None, last_patch_mode: str = "discard"
     ) -> PipelineResult:
-        model = self.embedding_model
-        samples = model.load(audio, sample_rate)
-        values, n_patches = model.predict_bands(
-            model.signature.compute(samples), last_patch_mode, [self.embeddings_output]
+        run = self.embedding_model(
+            audio, sample_rate=sample_rate, last_patch_mode=last_patch_mode, outputs=[self.embeddings_output]
         )
-        embeddings = values[self.embeddings_output]
-        times = model.patch_times(n_patches)
-        source = "array" if isinstance(audio, np.ndarray) else str(audio)
-        duration = len(samples) / model.sample_rate
+        embeddings = run.outputs[self.embeddings_output]
+        info = {"source": run.source, "duration": run.duration}
         return PipelineResult(
             embeddings=embeddings,
-            patch_times=times,
-            heads={h.name: h.result(embeddings, times, source=source, duration=duration) for h in self.heads},
-            source=source,
-            duration=duration,
+            patch_times=run.patch_times,
+            heads={h.name: h.result(embeddings, run.patch_times, **info) for h in self.heads},
+            **info,
         )
 
     def run_files(

@@ -14,6 +14,8 @@ from functools import cached_property
 
 import numpy as np
 
+from mirfeat.patches import patch_start_times
+
 # Essentia builds its filterbank in single precision: band edges are float32 values, the mel
 # step is accumulated in float32, and the log/exp run in double on float32 arguments. Doing the
 # same here gives bit-identical filter weights (a float64 filterbank differs by up to 7e-4
@@ -206,6 +208,10 @@ class Signature:
     def frame_times(self, n_frames: int) -> np.ndarray:
         """Centre time in seconds of each frame."""
         return np.arange(n_frames) * self.hop_size / self.sample_rate
+
+    def patch_times(self, n_patches: int) -> np.ndarray:
+        """Start time in seconds of each patch cut with the default patch hop."""
+        return patch_start_times(n_patches, self.patch_hop_size, self.hop_size, self.sample_rate)
 
 
 MUSICNN = Signature(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mirfeat.patches import make_patches, patch_count
+from mirfeat.patches import make_patches, patch_count, patch_starts
 from mirfeat.signatures import MUSICNN
 
 # 0.5 s .. 60 s, including lengths that are not multiples of the 256-sample hop.
@@ -35,6 +35,22 @@ def test_repeat_patch_cycles_the_remaining_frames():
     assert patches.shape == (5, 4, 2)
     np.testing.assert_array_equal(patches[-1, :, 0], [8, 9, 8, 9])
     assert len(make_patches(frames, 4, 2, "discard")) == 4
+
+
+@pytest.mark.parametrize("mode", ["discard", "repeat"])
+@pytest.mark.parametrize("n_frames", [3, 4, 9, 10, 11])
+def test_patch_starts_locate_each_patch(mode, n_frames):
+    frames = np.arange(n_frames, dtype=np.float32)[:, None]
+    patches = make_patches(frames, patch_size=4, hop_size=2, mode=mode)
+    starts = patch_starts(n_frames, 4, 2, mode)
+    assert len(starts) == len(patches)
+    for index, start in enumerate(starts):
+        if start is None:  # only the repeat patch is not a slice of the frames
+            assert mode == "repeat" and index == len(patches) - 1
+        else:
+            np.testing.assert_array_equal(patches[index], frames[start : start + 4])
+    if mode == "repeat" and n_frames % 2:
+        assert starts[-1] is None
 
 
 def test_short_input_counts():
