@@ -94,6 +94,32 @@ def essentia_load(es, path: Path, sample_rate: int = 16000) -> np.ndarray:
     return es.MonoLoader(filename=str(path), sampleRate=sample_rate)()
 
 
+def essentia_frames(es, signal: np.ndarray, frame_size: int, hop_size: int):
+    """Essentia's frame cutting as its TensorflowPredict* wrappers configure it (centred frames)."""
+    return es.FrameGenerator(
+        signal,
+        frameSize=frame_size,
+        hopSize=hop_size,
+        startFromZero=False,
+        validFrameThresholdRatio=0,
+        lastFrameToEndOfFile=False,
+    )
+
+
+def essentia_filterbank(es, n_bands: int, f_min: float, f_max: float, **melbands) -> np.ndarray:
+    """Essentia's MelBands weights at 16 kHz over a 512-point FFT as a [257, n_bands] matrix."""
+    algorithm = es.MelBands(
+        inputSize=257,
+        numberBands=n_bands,
+        sampleRate=16000,
+        lowFrequencyBound=f_min,
+        highFrequencyBound=f_max,
+        type="magnitude",
+        **melbands,
+    )
+    return np.array([algorithm(row) for row in np.eye(257, dtype=np.float32)]).T
+
+
 def synthetic_signals(sample_rate: int = 16000) -> dict[str, np.ndarray]:
     """Signals that stress the frontend: tones, noise, chirp, clicks, silence gaps, odd lengths."""
     rng = np.random.default_rng(7)

@@ -1,10 +1,8 @@
 """The command line: `mirfeat tag` and `mirfeat convert`."""
 
 import json
-import subprocess
-import sys
 
-from conftest import AUDIO_DIR, ESSENTIA_MODELS, ROOT
+from conftest import AUDIO_DIR, ESSENTIA_MODELS, run_python
 
 from mirfeat.cli import main
 
@@ -47,20 +45,6 @@ def test_tag_with_unknown_model_fails_cleanly(capsys):
 
 def test_convert_command(tmp_path):
     out = tmp_path / "vgg4.onnx"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mirfeat.cli",
-            "convert",
-            str(ESSENTIA_MODELS / "vgg" / "vgg4.pb"),
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_python("-m", "mirfeat.cli", "convert", str(ESSENTIA_MODELS / "vgg" / "vgg4.pb"), "-o", str(out))
     assert "check vs TensorFlow" in proc.stdout
     assert out.is_file() and out.with_suffix(".json").is_file()

@@ -2,11 +2,9 @@
 
 import re
 import struct
-import subprocess
-import sys
 
 import numpy as np
-from conftest import AUDIO_DIR, ROOT
+from conftest import AUDIO_DIR, ROOT, run_python
 
 import mirfeat
 from mirfeat.cli import main
@@ -57,21 +55,14 @@ def test_plot_command(tmp_path, capsys):
 
 
 def test_tutorial_example(vggish_dir, tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "examples" / "tutorial.py"),
-            str(AUDIO_DIR / "techno_loop.mp3"),
-            "--models",
-            str(vggish_dir),
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    proc = run_python(
+        str(ROOT / "examples" / "tutorial.py"),
+        str(AUDIO_DIR / "techno_loop.mp3"),
+        "--models",
+        str(vggish_dir),
+        "--out",
+        str(tmp_path),
     )
-    assert proc.returncode == 0, proc.stderr
     lines = re.findall(r"^(\w+): (\d+\.\d)%$", proc.stdout, re.MULTILINE)
     assert [label for label, _ in lines] == ["class_a", "class_b", "task1_0", "task1_1"]
     assert abs(sum(float(p) for _, p in lines[:2]) - 100) < 0.2  # softmax classes add up
