@@ -20,7 +20,7 @@ from pathlib import Path
 from mirfeat.essentia import MonoLoader, TensorflowPredict2D, TensorflowPredictMusiCNN, TensorflowPredictVGGish
 from mirfeat.model import load_model
 from mirfeat.plot import plot_activations, plot_embeddings
-from mirfeat.signatures import MUSICNN, VGGISH
+from mirfeat.families import MUSICNN_FAMILY, VGGISH_FAMILY
 
 
 def print_classes(labels: list[str], activations) -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     # 1. Auto-tagging: activations [patches, 50] with the class labels from the model's metadata.
     tagger = load_model("msd-musicnn-1")
     activations = TensorflowPredictMusiCNN(graphFilename=str(tagger.path))(audio)
-    times = MUSICNN.patch_times(len(activations))
+    times = MUSICNN_FAMILY.patch_times(len(activations))
     plot_activations(activations, tagger.labels, times, args.out / "autotagging.png", title="msd-musicnn-1")
     print(f"auto-tagging: {activations.shape[0]} patches x {activations.shape[1]} tags -> autotagging.png")
 
@@ -66,7 +66,7 @@ def main() -> None:
     # 3. Embedding extraction: MusiCNN's 200-d embeddings from the same model, and VGGish's.
     musicnn_embeddings = TensorflowPredictMusiCNN(graphFilename=str(tagger.path), output="model/dense/BiasAdd")(audio)
     plot_embeddings(musicnn_embeddings, times, args.out / "embeddings-musicnn.png", title="msd-musicnn-1 embeddings")
-    vggish_times = VGGISH.patch_times(len(embeddings))
+    vggish_times = VGGISH_FAMILY.patch_times(len(embeddings))
     plot_embeddings(embeddings, vggish_times, args.out / "embeddings-vggish.png", title="vggish-seeded-1 embeddings")
     print(f"embeddings: musicnn {musicnn_embeddings.shape}, vggish {embeddings.shape} -> embeddings-*.png")
 

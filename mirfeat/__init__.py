@@ -7,15 +7,20 @@
 """
 
 from mirfeat.audio import AudioError, load_audio
+from mirfeat.families import FAMILIES, Family
 from mirfeat.metadata import ModelMetadata
-from mirfeat.model import DEFAULT_MODEL, Head, Model, Result, bundled_models, load_model
+from mirfeat.model import DEFAULT_MODEL, Head, Model, bundled_models, load_model
 from mirfeat.pipeline import FileFailure, Pipeline, PipelineResult
+from mirfeat.results import Result
+from mirfeat.runtime import RunOptions
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FAMILIES",
     "AudioError",
+    "Family",
     "FileFailure",
     "Head",
     "Pipeline",
@@ -23,6 +28,7 @@ __all__ = [
     "Model",
     "ModelMetadata",
     "Result",
+    "RunOptions",
     "bundled_models",
     "load_audio",
     "load_model",

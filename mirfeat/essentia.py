@@ -6,21 +6,28 @@ Essentia's model tutorials run on mirfeat with the import line changed and `.pb`
     audio = MonoLoader(sampleRate=16000, filename="audio.wav")()
     activations = TensorflowPredictMusiCNN(graphFilename="msd-musicnn-1.onnx")(audio)
 
-Inputs are float32 mono signals at the model's rate (16 kHz), as in Essentia; outputs are
-[rows, dims] float32 arrays, one row per patch.
+One class per family of `mirfeat.families.FAMILIES` (TensorflowPredictMusiCNN, ...VGGish,
+...EffnetDiscogs, ...MAEST, ...TempoCNN, TensorflowPredict2D), each a thin layer over the model
+API with that family's defaults. Inputs are float32 mono signals at the family's rate, as in
+Essentia; outputs are [rows, dims] float32 arrays, one row per patch, except MAEST's tensor
+([patches, 1, tokens, width] or [patches, 1, 1, classes]).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from mirfeat.audio import load_audio
+from mirfeat.families import FAMILIES, Family
 from mirfeat.metadata import ModelMetadata
-from mirfeat.model import Head, Model, resolve_model_path
-from mirfeat.patches import make_patches
-from mirfeat.signatures import MUSICNN, VGGISH, Signature
+from mirfeat.model import Head, Model, essentia_rows, resolve_model_path
+from mirfeat.patches import essentia_padding_patches, make_patches, patch_count
+from mirfeat.runtime import RunOptions
+
+LAST_BATCH_MODES = ("discard", "zeros", "same")
 
 
 class MonoLoader:
@@ -37,109 +44,178 @@ class MonoLoader:
         return load_audio(self.filename, self.sampleRate, resample_quality=self.resampleQuality)
 
 
-def _metadata_or_default(path: Path, algorithm: str) -> ModelMetadata:
-    """The JSON beside the model, with the wrapper's algorithm: the wrapper decides the signature."""
+def _metadata_for(path: Path, family: Family) -> ModelMetadata:
+    """The JSON beside the model (labels, output names), with the wrapper's algorithm: in Essentia
+    the wrapper, not the file, decides how the graph is fed."""
     json_path = path.with_suffix(".json")
-    if json_path.is_file():
-        metadata = ModelMetadata.read(json_path)
-        metadata.algorithm = algorithm
-        return metadata
-    return ModelMetadata(name=path.stem, algorithm=algorithm, sample_rate=16000, classes=[], inputs=[], outputs=[])
+    metadata = (
+        ModelMetadata.read(json_path)
+        if json_path.is_file()
+        else ModelMetadata(name=path.stem, algorithm=family.algorithm, sample_rate=16000, classes=[], inputs=[], outputs=[])
+    )
+    return metadata.with_algorithm(family.algorithm)
 
 
-class _TensorflowPredictPatches:
-    """What the audio TensorflowPredict* wrappers share: frames -> patches -> graph."""
+def _mono(name: str, audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"{name}: expects a mono signal, got shape {audio.shape}")
+    if len(audio) == 0:
+        raise ValueError(f"{name}: empty input signal")
+    return audio
 
-    _signature: Signature
-    _algorithm: str
+
+def essentia_tensor(output: np.ndarray) -> np.ndarray:
+    """A graph output [B, ...] right-aligned into Essentia's 4-D tensor: [B, C] -> [B, 1, 1, C],
+    [B, T, F] -> [B, 1, T, F]."""
+    return output.reshape(output.shape[:1] + (1,) * (4 - output.ndim) + output.shape[1:])
+
+
+class _TensorflowPredictAudio:
+    """What Essentia's audio TensorflowPredict* wrappers share: frames -> patches -> graph."""
+
+    family: ClassVar[Family]
 
     def __init__(
         self,
         graphFilename: str = "",
-        input: str = "model/Placeholder",
-        output: str = "model/Sigmoid",
+        input: str | None = None,
+        output: str | None = None,
         isTrainingName: str = "",
         patchHopSize: int | None = None,
-        batchSize: int = 64,
+        batchSize: int | None = None,
         lastPatchMode: str = "discard",
         accumulate: bool = False,
         patchSize: int | None = None,
+        lastBatchMode: str | None = None,
         device: str = "cpu",
     ):
+        name, family = type(self).__name__, self.family
         if not graphFilename:
-            raise ValueError(f"{type(self).__name__}: graphFilename is required")
-        path = resolve_model_path(graphFilename)
+            raise ValueError(f"{name}: graphFilename is required")
+        if lastBatchMode is not None and family.last_batch_mode is None:
+            raise TypeError(f"{name} has no lastBatchMode parameter")
+        self.lastBatchMode = lastBatchMode or family.last_batch_mode
+        if self.lastBatchMode is not None and self.lastBatchMode not in LAST_BATCH_MODES:
+            raise ValueError(f"{name}: lastBatchMode must be one of {LAST_BATCH_MODES}, not {lastBatchMode!r}")
         # isTrainingName is accepted for compatibility: conversion folds that flag to False.
         self.isTrainingName = isTrainingName
-        metadata = _metadata_or_default(path, self._algorithm)
-        self._model = Model(path, device=device, batch_size=-1 if accumulate else batchSize, metadata=metadata)
-        self._model.input_name = self._model.resolve_input(input)
-        self.output = output
-        self.patchSize = patchSize or self._signature.patch_size
-        self.patchHopSize = self._signature.patch_hop_size if patchHopSize is None else patchHopSize
+        self.patchSize, self.patchHopSize = family.patching(graphFilename, patchSize, patchHopSize)
+        self.batchSize = -1 if accumulate else (family.batch_size if batchSize is None else batchSize)
         self.lastPatchMode = lastPatchMode
+        self.output = output or family.output_name
+        path = resolve_model_path(graphFilename)
+        self._model = Model(
+            path,
+            metadata=_metadata_for(path, family),
+            family=family,
+            options=RunOptions(device=device, batch_size=self.batchSize),
+            input_name=input or family.input_name,
+            patch_size=self.patchSize,
+            patch_hop_size=self.patchHopSize,
+        )
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.ndim != 1:
-            raise ValueError(f"{type(self).__name__}: expects a mono signal, got shape {audio.shape}")
-        if len(audio) == 0:
-            raise ValueError(f"{type(self).__name__}: empty input signal")
-        bands = self._signature.compute(audio)
-        values, _ = self._model.predict_bands(
-            bands, self.lastPatchMode, [self.output], self.patchSize, self.patchHopSize
-        )
-        return values[self.output]
+        name, family = type(self).__name__, self.family
+        signal = _mono(name, audio)
+        batched = self.lastBatchMode is not None and self.batchSize > 0
+        padding = 0
+        if batched and self.lastBatchMode in ("zeros", "same"):
+            assert family.signature is not None
+            padding = essentia_padding_patches(
+                len(signal),
+                family.signature.frame_size,
+                family.signature.hop_size,
+                self.patchSize,
+                self.patchHopSize,
+                self.batchSize,
+                self.lastPatchMode,
+            )
+            zeros = np.zeros(padding * self.patchHopSize * family.signature.hop_size, np.float32)
+            signal = np.concatenate([signal, zeros])
+        bands = family.bands(signal)
+        limit = None
+        if batched:  # Essentia's inner stream drops an incomplete last batch
+            n_patches = patch_count(len(bands), self.patchSize, self.patchHopSize, self.lastPatchMode)
+            limit = n_patches // self.batchSize * self.batchSize
+        raw = self._model.run_patches(
+            bands,
+            [self.output],
+            last_patch_mode=self.lastPatchMode,
+            patch_size=self.patchSize,
+            patch_hop_size=self.patchHopSize,
+            max_patches=limit,
+        )[self.output]
+        if self.lastBatchMode == "same" and padding:
+            raw = raw[: max(len(raw) - padding, 0)]
+        if family.tensor_output:
+            if len(raw) == 0:
+                raise ValueError(f"{name}: input signal is too short.")
+            return essentia_tensor(raw)
+        return essentia_rows(raw)
 
 
-class TensorflowPredictMusiCNN(_TensorflowPredictPatches):
-    """MusiCNN-signature models (also the musicnn-based classifiers): 187-frame patches, hop 93."""
+class _TensorflowPredictEmbeddings:
+    """Essentia's TensorflowPredict2D: [T, D] embeddings in, one output row per patch of `patchSize` rows."""
 
-    _signature = MUSICNN
-    _algorithm = "TensorflowPredictMusiCNN"
-
-
-class TensorflowPredictVGGish(_TensorflowPredictPatches):
-    """VGGish-signature models (audioset-vggish and its legacy classifiers): 96-frame patches, hop 93."""
-
-    _signature = VGGISH
-    _algorithm = "TensorflowPredictVGGish"
-
-
-class TensorflowPredict2D:
-    """Classifier heads on embeddings: [T, D] in, one output row per patch of `patchSize` rows."""
+    family: ClassVar[Family]
 
     def __init__(
         self,
         graphFilename: str = "",
-        input: str = "model/Placeholder",
-        output: str = "model/Sigmoid",
+        input: str | None = None,
+        output: str | None = None,
         isTrainingName: str = "",
-        patchSize: int = 1,
-        patchHopSize: int = 1,
-        batchSize: int = 64,
+        patchSize: int | None = None,
+        patchHopSize: int | None = None,
+        batchSize: int | None = None,
         lastPatchMode: str = "discard",
         accumulate: bool = False,
         dimensions: int = 200,
         device: str = "cpu",
     ):
+        name, family = type(self).__name__, self.family
         if not graphFilename:
-            raise ValueError("TensorflowPredict2D: graphFilename is required")
-        path = resolve_model_path(graphFilename)
+            raise ValueError(f"{name}: graphFilename is required")
         self.isTrainingName = isTrainingName
-        metadata = _metadata_or_default(path, "TensorflowPredict2D")
-        self._head = Head(path, device=device, batch_size=-1 if accumulate else batchSize, metadata=metadata)
-        self._head.input_name = self._head.resolve_input(input)
-        self.output = output
-        self.patchSize, self.patchHopSize, self.lastPatchMode = patchSize, patchHopSize, lastPatchMode
+        self.patchSize, self.patchHopSize = family.patching(graphFilename, patchSize, patchHopSize)
+        self.batchSize = -1 if accumulate else (family.batch_size if batchSize is None else batchSize)
+        self.lastPatchMode = lastPatchMode
         self.dimensions = dimensions  # as in Essentia's standard mode, the input's width wins
+        self.output = output or family.output_name
+        path = resolve_model_path(graphFilename)
+        self._head = Head(
+            path,
+            metadata=_metadata_for(path, family),
+            family=family,
+            options=RunOptions(device=device, batch_size=self.batchSize),
+            input_name=input or family.input_name,
+        )
 
     def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        name = type(self).__name__
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2:
-            raise ValueError(f"TensorflowPredict2D: expects a 2-D [T, D] array, got shape {embeddings.shape}")
-        if self.patchSize == 1:
-            rows = embeddings  # [T, D]: one model input per embedding row
-        else:
-            rows = make_patches(embeddings, self.patchSize, self.patchHopSize, self.lastPatchMode)
-        return self._head.run_rows(rows, [self.output])[self.output]
+            raise ValueError(f"{name}: expects a 2-D [T, D] array, got shape {embeddings.shape}")
+        patches = make_patches(embeddings, self.patchSize, self.patchHopSize, self.lastPatchMode)
+        rows = self.family.model_input(patches)
+        return essentia_rows(self._head.graph.run(rows, [self.output], self.batchSize)[self.output])
+
+
+def _facade_class(family: Family) -> type:
+    base = _TensorflowPredictAudio if family.takes_audio else _TensorflowPredictEmbeddings
+    if family.signature is not None:
+        doc = (
+            f"Essentia's {family.algorithm}: {family.signature.name} bands at {family.signature.sample_rate} Hz, "
+            f"patches of {family.patch_size} frames every {family.patch_hop_size}, batchSize {family.batch_size}; "
+            f"default input {family.input_name!r}, output {family.output_name!r}."
+        )
+    else:
+        doc = f"Essentia's {family.algorithm}: [T, D] embeddings in, one output row per patch of patchSize rows."
+    return type(family.algorithm, (base,), {"family": family, "__doc__": doc, "__module__": __name__})
+
+
+_CLASSES = {name: _facade_class(family) for name, family in FAMILIES.items() if family.facade}
+globals().update(_CLASSES)
+
+__all__ = ["MonoLoader", "essentia_tensor", *_CLASSES]

@@ -35,14 +35,14 @@ class FrameSharing:
         for start in range(0, n, _CHUNK_FRAMES):
             stop = min(n, start + _CHUNK_FRAMES)
             lo, hi = max(0, start - c), min(n, stop + c)
-            outputs = self.frames.run_raw(self.frames_outputs, {self.frames_input: bands[None, lo:hi]})
+            outputs = self.frames.run_once(self.frames_outputs, {self.frames_input: bands[None, lo:hi]})
             for part, out in zip(parts, outputs, strict=True):
                 part.append(out[0, :, start - lo : stop - lo, 0])
         return [np.concatenate(p, axis=1) for p in parts]
 
     def _own(self, windows: np.ndarray) -> list[np.ndarray]:
         """Block features of windows run on their own [k, frames, bands] -> [k, C, frames] per block."""
-        outputs = self.frames.run_raw(self.frames_outputs, {self.frames_input: np.ascontiguousarray(windows)})
+        outputs = self.frames.run_once(self.frames_outputs, {self.frames_input: np.ascontiguousarray(windows)})
         return [out[..., 0] for out in outputs]
 
     def run(
@@ -53,9 +53,9 @@ class FrameSharing:
         outputs: list[str],
         batch_size: int,
     ) -> dict[str, np.ndarray]:
-        """Outputs for `patches` [P, T, bands]; `starts[p]` is patch p's first frame in `bands`, or
-        None for a patch that is not a slice of them (the repeat-mode last patch)."""
-        n_patches, size = patches.shape[:2]
+        """Outputs for `patches` [P, T, bands] by graph output name; `starts[p]` is patch p's first
+        frame in `bands`, or None for a patch that is not a slice of them (the repeat-mode last patch)."""
+        size = patches.shape[1]
         c = self.context
         contiguous = [p for p, s in enumerate(starts) if s is not None]
         whole = self._per_frame(bands) if contiguous else []
@@ -64,14 +64,11 @@ class FrameSharing:
         edges = self._own(edge_windows) if contiguous else []
         edge_index = {p: i for i, p in enumerate(contiguous)}
 
-        graph_outputs = [self.rest.resolve_output(o) for o in outputs]
-        step = max(n_patches if batch_size <= 0 else batch_size, 1)
-        chunks: dict[str, list[np.ndarray]] = {name: [] for name in graph_outputs}
-        for first in range(0, n_patches, step):
-            batch = range(first, min(first + step, n_patches))
+        def feeds_for(first: int, stop: int) -> dict[str, np.ndarray]:
+            batch = range(first, stop)
             loose = [p for p in batch if starts[p] is None]
             own = dict(zip(loose, zip(*self._own(patches[loose]), strict=True), strict=True)) if loose else {}
-            feeds = {self.rest_input: np.ascontiguousarray(patches[first : first + step])}
+            feeds = {self.rest_input: patches[first:stop]}
             for b, name in enumerate(self.rest_blocks):
                 block = np.empty((len(batch), self.channels[b], size, 1), np.float32)
                 for row, p in enumerate(batch):
@@ -79,10 +76,12 @@ class FrameSharing:
                         block[row, :, :, 0] = own[p][b]
                         continue
                     i, start = edge_index[p], starts[p]
+                    assert start is not None
                     block[row, :, :, 0] = whole[b][:, start : start + size]
                     block[row, :, :c, 0] = edges[b][i, :, :c]
                     block[row, :, size - c :, 0] = edges[b][len(contiguous) + i, :, c:]
                 feeds[name] = block
-            for name, value in zip(graph_outputs, self.rest.run_raw(graph_outputs, feeds), strict=True):
-                chunks[name].append(value)
-        return {name: self.rest.concat_batches(chunks[name], patches, name) for name in graph_outputs}
+            return feeds
+
+        graph_outputs = [self.rest.resolve_output(o) for o in outputs]
+        return self.rest.run_batches(len(patches), feeds_for, graph_outputs, batch_size)

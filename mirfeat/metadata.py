@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -62,6 +62,10 @@ class ModelMetadata:
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: model metadata must be a JSON object")
         return cls.from_dict(doc, str(path))
+
+    def with_algorithm(self, algorithm: str) -> ModelMetadata:
+        """A copy that names another Essentia algorithm (the facade's wrapper decides the family)."""
+        return replace(self, algorithm=algorithm)
 
     def output_for(self, purpose: str) -> str | None:
         """Name of the first schema output with this purpose, if any."""

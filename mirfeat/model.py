@@ -1,95 +1,49 @@
-"""`load_model`, `Model` (audio in) and `Head` (embeddings in): per-patch outputs with labels."""
+"""`load_model`, `Model` (audio in) and `Head` (embeddings in): per-patch outputs with labels.
+
+What a model does around its graph comes from its family (`mirfeat.families`), chosen by the
+`inference.algorithm` of the metadata JSON beside the .onnx.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from mirfeat.audio import AudioError, AudioInput, load_audio
+from mirfeat.families import Family, family_for
 from mirfeat.framesharing import FrameSharing
-from mirfeat.metadata import ModelMetadata, OutputSpec
+from mirfeat.metadata import ModelMetadata
 from mirfeat.patches import make_patches, patch_starts
-from mirfeat.runtime import Session, resolve_name
-from mirfeat.signatures import Signature, signature_for
+from mirfeat.results import Result
+from mirfeat.runtime import ModelGraph, RunOptions, Session
 
 BUNDLED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "msd-musicnn-1"
-# Essentia algorithms whose models read embeddings rather than audio.
-HEAD_ALGORITHMS = ("TensorflowPredict2D", "TensorflowPredict")
 
 
-@dataclass
-class Result:
-    """What one model run gives for one input.
+class _LoadedGraph:
+    """What models and heads share: an .onnx file, its metadata, its family and its session.
 
-    outputs: every requested graph output, keyed by its schema name, each [patches, dims].
-    activations / embeddings: the outputs whose metadata purpose is predictions / embeddings.
-    patch_times: start of each patch in seconds.
+    metadata: default, the JSON beside the file. family: default, the one the metadata's
+    algorithm names. input_name: the graph input to feed (default: the metadata's first input).
     """
-
-    outputs: dict[str, np.ndarray]
-    labels: list[str]
-    patch_times: np.ndarray
-    predictions_name: str | None = None
-    embeddings_name: str | None = None
-    source: str = ""
-    duration: float = 0.0
-    extras: dict = field(default_factory=dict)
-
-    @property
-    def activations(self) -> np.ndarray | None:
-        return self.outputs.get(self.predictions_name) if self.predictions_name else None
-
-    @property
-    def embeddings(self) -> np.ndarray | None:
-        return self.outputs.get(self.embeddings_name) if self.embeddings_name else None
-
-    def mean(self) -> np.ndarray:
-        """Clip-level activations: the mean over patches, [classes] (NaN when there are no patches)."""
-        activations = self._require_activations()
-        if len(activations) == 0:
-            return np.full(activations.shape[1:], np.nan, dtype=np.float32)
-        return activations.mean(axis=0)
-
-    def top_k(self, k: int = 5) -> list[tuple[str, float]]:
-        """The k labels with the highest clip-level activation, best first."""
-        clip = self.mean()
-        if np.isnan(clip).all():
-            return []
-        order = np.argsort(-clip, kind="stable")[:k]
-        return [(self.labels[i] if i < len(self.labels) else str(i), float(clip[i])) for i in order]
-
-    def _require_activations(self) -> np.ndarray:
-        if self.activations is None:
-            raise ValueError("this model run has no predictions output")
-        return self.activations
-
-
-class _Graph:
-    """An ONNX graph with its metadata: tensor names resolved once, rows in, rows out."""
 
     def __init__(
         self,
         path: str | os.PathLike,
         *,
-        device: str = "cpu",
-        batch_size: int = 64,
-        threads: int | None = None,
         metadata: ModelMetadata | None = None,
+        family: Family | None = None,
+        options: RunOptions = RunOptions(),
+        input_name: str | None = None,
     ):
         self.path = _check_model_file(Path(path))
-        self.metadata = metadata or _read_metadata_beside(self.path)
-        self.device, self.threads = device, threads
-        self.session = Session(self.path, device=device, threads=threads)
-        self.batch_size = batch_size
-        self.input_name = self.resolve_input(self.metadata.inputs[0] if self.metadata.inputs else None)
-        specs = self.metadata.outputs or [OutputSpec(name, "") for name in self.session.output_names]
-        self.output_names = [spec.name for spec in specs]
-        self._graph_names = {spec.name: self._resolve_output(spec) for spec in specs}
+        self.metadata = metadata or read_metadata_beside(self.path)
+        self.family = family or family_for(self.metadata.algorithm, str(self.path))
+        self.options = options
+        self.graph = ModelGraph(Session(self.path, options), self.metadata, input_name)
 
     @property
     def labels(self) -> list[str]:
@@ -99,79 +53,68 @@ class _Graph:
     def name(self) -> str:
         return self.path.stem
 
-    def resolve_input(self, name: str | None) -> str:
-        """The graph's input for a schema name; a single-input graph takes any name."""
-        if name is not None:
-            try:
-                return self.session.resolve_input(name)
-            except KeyError:
-                if len(self.session.input_names) != 1:
-                    raise
-        return self.session.input_names[0]
+    @property
+    def output_names(self) -> list[str]:
+        """Every output the metadata lists (or the graph has), as the metadata names them."""
+        return self.graph.output_names
 
-    def _resolve_output(self, spec: OutputSpec) -> str:
-        """Schema output -> graph output: by name, else (Essentia's own ONNX files rename tensors,
-        e.g. `PartitionedCall:1` -> `embeddings`) the only output of the schema's width, else the
-        output named after the schema purpose."""
-        try:
-            return self.session.resolve_output(spec.name)
-        except KeyError:
-            pass
-        width = spec.shape[-1] if spec.shape and isinstance(spec.shape[-1], int) else None
-        same_width = [name for name, shape in self.session.output_shapes.items() if width and shape[-1] == width]
-        if len(same_width) == 1:
-            return same_width[0]
-        aliases = {"predictions": ("activations", "predictions"), "embeddings": ("embeddings",)}
-        for alias in aliases.get(spec.purpose, ()):
-            if alias in self.session.output_names:
-                return alias
-        return self.session.resolve_output(spec.name)  # raises with the graph's names
-
-    def run_rows(self, rows: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Run [n, ...] model inputs through the graph: {schema output name: [rows, dims]}."""
-        names = outputs or self.output_names
-        graph_names = self._graph_output_names(names)
-        raw = self.session.run(self._fit_to_input(rows), graph_names, self.input_name, self.batch_size)
-        return {name: _rows(raw[graph]) for name, graph in zip(names, graph_names, strict=True)}
-
-    def _graph_output_names(self, names: list[str]) -> list[str]:
-        """Schema (or graph) output names -> the graph's names."""
-        return [self._graph_names.get(n) or resolve_name(n, self.session.output_names) for n in names]
-
-    def _fit_to_input(self, rows: np.ndarray) -> np.ndarray:
-        """Add the singleton axis the graph's input has and ours lacks ([B,1,T,F], [B,T,F,1], [B,1,D])."""
-        shape = self.session.input_shapes[self.input_name]
-        if len(shape) == rows.ndim + 1:
-            return rows[:, None] if shape[1] == 1 else rows[..., None]
-        return rows
+    def _result_names(self) -> dict[str, str | None]:
+        return {
+            "predictions_name": self.metadata.output_for("predictions"),
+            "embeddings_name": self.metadata.output_for("embeddings"),
+        }
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.metadata.name!r}, {self.metadata.algorithm}, {self.path})"
+        return f"{type(self).__name__}({self.metadata.name!r}, {self.family.algorithm}, {self.path})"
 
 
-class Model(_Graph):
-    """An Essentia audio model converted to ONNX, with the input signature its metadata names.
+class Model(_LoadedGraph):
+    """An Essentia audio model converted to ONNX, run with its family's input signature.
 
-    Calling it on a file path or an array runs decode -> signature -> patches -> onnxruntime and
-    returns a `Result` with every schema output from one pass.
+    Calling it on a file path or an array runs decode -> bands -> patches -> onnxruntime and
+    returns a `Result` with every schema output from one pass. patch_size / patch_hop_size
+    override the family's (MAEST's follow its file name or its graph's input, as in Essentia).
     """
 
-    def __init__(self, path: str | os.PathLike, **kwargs):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        patch_size: int | None = None,
+        patch_hop_size: int | None = None,
+        **kwargs,
+    ):
         super().__init__(path, **kwargs)
-        self.signature: Signature = signature_for(self.metadata.algorithm)
-        self.frame_sharing = self._load_frame_sharing()
+        if self.family.signature is None:
+            raise ValueError(
+                f"{self.path}: a {self.family.algorithm} model reads embeddings, not audio; load it with load_model()"
+            )
+        self.signature = self.family.signature
+        self.patch_size, self.patch_hop_size = self._patching(patch_size, patch_hop_size)
+        self.frame_sharing = self._load_frame_sharing() if self.options.frame_sharing else None
+
+    def _patching(self, patch_size: int | None, patch_hop_size: int | None) -> tuple[int, int]:
+        """The family's rule on the file name; else, where the family has several patch sizes, the
+        one the graph's input is built for; else the caller's values or the defaults."""
+        size, hop = self.family.patching(self.path.name, patch_size, patch_hop_size)
+        if patch_size is None and (size, hop) == (self.family.patch_size, self.family.patch_hop_size):
+            graph_shape = tuple(self.graph.input_shape[1:])
+            for _, other, other_hop in self.family.patch_overrides:
+                if self.family.model_input(np.zeros((1, other, self.signature.n_bands))).shape[1:] == graph_shape:
+                    return other, other_hop
+        return size, hop
 
     def _load_frame_sharing(self) -> FrameSharing | None:
         """The split graph written by the conversion step (see `mirfeat.framesharing`), if any."""
         spec = (self.metadata.raw.get("mirfeat") or {}).get("frame_sharing")
-        if not spec:
+        if not spec or self.family.band_transform or self.family.patch_transform:
             return None
         frames, rest = (self.path.parent / spec[key] for key in ("frames_model", "patch_model"))
         if not (frames.is_file() and rest.is_file()):
             return None
-        sessions = [Session(p, device=self.device, threads=self.threads) for p in (frames, rest)]
-        self._sharing_patch_size = sessions[1].input_shapes[self.input_name][1]
-        return FrameSharing(*sessions, spec["blocks"], int(spec["context"]), self.input_name)
+        sessions = [Session(p, self.options) for p in (frames, rest)]
+        sharing = FrameSharing(*sessions, spec["blocks"], int(spec["context"]), self.graph.input_name)
+        return sharing if sessions[1].input_shapes[sharing.rest_input][1] == self.patch_size else None
 
     @property
     def sample_rate(self) -> int:
@@ -185,34 +128,37 @@ class Model(_Graph):
         return samples
 
     def bands(self, audio: AudioInput, *, sample_rate: int | None = None) -> np.ndarray:
-        """The signature's bands for every frame: [n_frames, n_bands]."""
-        return self.signature.compute(self.load(audio, sample_rate))
+        """The bands patches are cut from (after the family's band transform): [n_frames, n_bands]."""
+        return self.family.bands(self.load(audio, sample_rate))
 
-    def predict_bands(
+    def run_patches(
         self,
         bands: np.ndarray,
-        last_patch_mode: str = "discard",
         outputs: list[str] | None = None,
+        *,
+        last_patch_mode: str = "discard",
         patch_size: int | None = None,
-        hop_size: int | None = None,
-    ) -> tuple[dict[str, np.ndarray], int]:
-        """Cut bands [n_frames, n_bands] into patches and run them: ({output: [rows, dims]}, n_patches).
+        patch_hop_size: int | None = None,
+        max_patches: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Cut bands [n_frames, n_bands] into patches and run them: {output: [n_patches, ...]} as the
+        graph gives them (batch axis first). Uses frame sharing when the model has it.
 
-        Patch size and hop default to the signature's. Uses frame sharing when the model has it.
+        max_patches: run only the first patches (Essentia's EffNet drops incomplete batches).
         """
-        size = patch_size or self.signature.patch_size
-        hop = (self.signature.patch_hop_size if hop_size is None else hop_size) or size
-        patches = make_patches(bands, size, hop, last_patch_mode)
-        if self.frame_sharing is None or size != self._sharing_patch_size:
-            return self.run_rows(patches, outputs), len(patches)
-        starts = patch_starts(len(bands), size, hop, last_patch_mode)
+        size = patch_size or self.patch_size
+        hop = (self.patch_hop_size if patch_hop_size is None else patch_hop_size) or size
         names = outputs or self.output_names
-        graph_names = self._graph_output_names(names)
-        raw = self.frame_sharing.run(bands, patches, starts, graph_names, self.batch_size)
-        return {name: _rows(raw[g]) for name, g in zip(names, graph_names, strict=True)}, len(patches)
+        patches = make_patches(bands, size, hop, last_patch_mode)[:max_patches]
+        if self.frame_sharing is None or size != self.patch_size:
+            return self.graph.run(self.family.model_input(patches), names, self.options.batch_size)
+        starts = patch_starts(len(bands), size, hop, last_patch_mode)[: len(patches)]
+        graph_names = [self.graph.graph_name(n) for n in names]
+        raw = self.frame_sharing.run(bands, patches, starts, graph_names, self.options.batch_size)
+        return {name: raw[g] for name, g in zip(names, graph_names, strict=True)}
 
     def patch_times(self, n_patches: int) -> np.ndarray:
-        return self.signature.patch_times(n_patches)
+        return self.family.patch_times(n_patches, self.patch_hop_size)
 
     def __call__(
         self,
@@ -224,27 +170,32 @@ class Model(_Graph):
     ) -> Result:
         """Tag / embed a file path or an array ([samples] or [samples, channels] at `sample_rate`)."""
         samples = self.load(audio, sample_rate)
-        values, n_patches = self.predict_bands(self.signature.compute(samples), last_patch_mode, outputs)
+        raw = self.run_patches(self.family.bands(samples), outputs, last_patch_mode=last_patch_mode)
+        values = raw if self.family.tensor_output else {name: essentia_rows(v) for name, v in raw.items()}
+        n_patches = len(next(iter(raw.values()))) if raw else 0
         return Result(
             outputs=values,
             labels=self.labels,
             patch_times=self.patch_times(n_patches),
-            predictions_name=self.metadata.output_for("predictions"),
-            embeddings_name=self.metadata.output_for("embeddings"),
             source=_source_name(audio),
             duration=len(samples) / self.sample_rate,
+            **self._result_names(),
         )
 
 
-class Head(_Graph):
+class Head(_LoadedGraph):
     """A classifier head on another model's embeddings (Essentia's TensorflowPredict2D models).
 
     `head.predict(embeddings)` maps [patches, D] to {output: [patches, classes]}; calling the head
-    on audio runs its embedding model first (found beside the head, bundled, or given).
+    on audio runs its embedding model first: `embedding_model`, or the one its metadata names,
+    found beside the head or among the bundled models and loaded with the head's options. Pass
+    one model as `embedding_model` to several heads to share it (or use `Pipeline`).
     """
 
     def __init__(self, path: str | os.PathLike, *, embedding_model: Model | None = None, **kwargs):
         super().__init__(path, **kwargs)
+        if self.family.signature is not None:
+            raise ValueError(f"{self.path}: a {self.family.algorithm} model takes audio; load it with load_model()")
         self._embedding_model = embedding_model
 
     @property
@@ -254,13 +205,20 @@ class Head(_Graph):
 
     @property
     def embedding_model(self) -> Model:
-        """The model whose embeddings this head reads; loaded on first use and shared."""
+        """The model whose embeddings this head reads; loaded on first use."""
         if self._embedding_model is None:
             name = self.embedding_model_name
             if not name:
-                raise ValueError(f"{self.path}: its metadata names no inference.embedding_model")
+                raise ValueError(
+                    f"{self.path}: a {self.family.algorithm} head reads embeddings [patches, dims], not audio, "
+                    "and its metadata names no inference.embedding_model to compute them; call "
+                    "head.predict(embeddings) or pass embedding_model="
+                )
             beside = self.path.parent / f"{name}.onnx"
-            self._embedding_model = _cached_model(str(beside if beside.is_file() else name), self.device)
+            model = load_model(beside if beside.is_file() else name, options=self.options)
+            if not isinstance(model, Model):
+                raise ValueError(f"{self.path}: its embedding model {name} reads embeddings, not audio")
+            self._embedding_model = model
         return self._embedding_model
 
     def predict(self, embeddings: np.ndarray, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -268,27 +226,26 @@ class Head(_Graph):
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2:
             raise ValueError(f"{self.name}: embeddings must be [patches, dims], got shape {embeddings.shape}")
-        return self.run_rows(embeddings, outputs)
+        raw = self.graph.run(embeddings, outputs or self.output_names, self.options.batch_size)
+        return {name: essentia_rows(value) for name, value in raw.items()}
 
     def result(self, embeddings: np.ndarray, patch_times: np.ndarray, **info) -> Result:
-        return Result(
-            outputs=self.predict(embeddings),
-            labels=self.labels,
-            patch_times=patch_times,
-            predictions_name=self.metadata.output_for("predictions") or self.output_names[0],
-            **info,
-        )
+        names = self._result_names()
+        names["predictions_name"] = names["predictions_name"] or self.output_names[0]
+        return Result(outputs=self.predict(embeddings), labels=self.labels, patch_times=patch_times, **names, **info)
 
     def __call__(self, audio: AudioInput, *, sample_rate: int | None = None, last_patch_mode: str = "discard"):
         embedder = self.embedding_model
-        run = embedder(audio, sample_rate=sample_rate, last_patch_mode=last_patch_mode)
-        result = self.result(run.embeddings, run.patch_times, source=run.source, duration=run.duration)
-        result.outputs[embedder.metadata.output_for("embeddings")] = run.embeddings
-        result.embeddings_name = embedder.metadata.output_for("embeddings")
+        embeddings_name = embedder.metadata.output_for("embeddings") or embedder.output_names[0]
+        run = embedder(audio, sample_rate=sample_rate, last_patch_mode=last_patch_mode, outputs=[embeddings_name])
+        embeddings = run.outputs[embeddings_name]
+        result = self.result(embeddings, run.patch_times, source=run.source, duration=run.duration)
+        result.outputs[embeddings_name] = embeddings
+        result.embeddings_name = embeddings_name
         return result
 
 
-def _rows(output: np.ndarray) -> np.ndarray:
+def essentia_rows(output: np.ndarray) -> np.ndarray:
     """One row per (patch, channel, time) of the last axis, as Essentia's TensorToVectorReal emits."""
     if output.ndim == 1:
         return output[:, None]
@@ -311,7 +268,7 @@ def _check_model_file(path: Path) -> Path:
     return path
 
 
-def _read_metadata_beside(path: Path) -> ModelMetadata:
+def read_metadata_beside(path: Path) -> ModelMetadata:
     json_path = path.with_suffix(".json")
     if not json_path.is_file():
         raise FileNotFoundError(f"{path}: no metadata JSON beside it ({json_path.name})")
@@ -330,7 +287,7 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         path = path.with_suffix(".onnx")
     if path.exists():
         return path
-    bundled = BUNDLED_DIR / f"{name_or_path}.onnx"
+    bundled = BUNDLED_DIR / f"{path.stem if path.suffix == '.onnx' else name_or_path}.onnx"
     if bundled.is_file():
         return bundled
     known = ", ".join(bundled_models()) or "none"
@@ -344,24 +301,18 @@ def load_model(
     batch_size: int = 64,
     threads: int | None = None,
     embedding_model: Model | None = None,
+    options: RunOptions | None = None,
 ) -> Model | Head:
     """Load a bundled model by name (default msd-musicnn-1) or an .onnx file with its JSON beside it.
 
-    A classifier head (metadata algorithm TensorflowPredict2D) loads as a `Head`; its embedding
-    model is `embedding_model` or is found by name beside it or among the bundled models.
+    The metadata's algorithm picks the family. A classifier head (TensorflowPredict2D) loads as a
+    `Head`; its embedding model is `embedding_model` or is found by name beside it or among the
+    bundled models. `options` (or device / batch_size / threads) apply to every session opened.
     """
+    options = options or RunOptions(device=device, batch_size=batch_size, threads=threads)
     path = _check_model_file(resolve_model_path(name_or_path))
-    metadata = _read_metadata_beside(path)
-    options = {"device": device, "batch_size": batch_size, "threads": threads, "metadata": metadata}
-    if metadata.algorithm in HEAD_ALGORITHMS:
-        return Head(path, embedding_model=embedding_model, **options)
-    return Model(path, **options)
-
-
-@lru_cache(maxsize=8)
-def _cached_model(name_or_path: str, device: str) -> Model:
-    """Embedding models shared by the heads that read them."""
-    model = load_model(name_or_path, device=device)
-    if not isinstance(model, Model):
-        raise ValueError(f"{name_or_path}: an embedding model must take audio, not embeddings")
-    return model
+    metadata = read_metadata_beside(path)
+    family = family_for(metadata.algorithm, str(path.with_suffix(".json")))
+    if family.takes_audio:
+        return Model(path, metadata=metadata, family=family, options=options)
+    return Head(path, metadata=metadata, family=family, options=options, embedding_model=embedding_model)

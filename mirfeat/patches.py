@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 PATCH_MODES = ("discard", "repeat")
@@ -58,3 +60,23 @@ def patch_start_times(n_patches: int, hop_size: int, frame_hop: int, sample_rate
 def _check_mode(mode: str) -> None:
     if mode not in PATCH_MODES:
         raise ValueError(f"lastPatchMode must be one of {PATCH_MODES}, not {mode!r}")
+
+
+def essentia_padding_patches(
+    n_samples: int, frame_size: int, hop_size: int, patch_size: int, patch_hop_size: int, batch_size: int, mode: str
+) -> int:
+    """Patches Essentia's standard-mode TensorflowPredictEffnetDiscogs adds to fill its last batch.
+
+    It estimates the patch count from the signal length in single precision, with a frame count
+    one short of the FrameCutter's (1 + ceil((N - F/2) / hop) instead of ceil(N / hop) + 1), and
+    appends `padding * patch_hop_size * hop_size` zero samples to the signal. With
+    lastBatchMode "same" it then drops as many rows from the end of the output, so when
+    (n_frames - patch_size) % patch_hop_size == 0 it returns one row fewer than there are patches.
+    """
+    f32 = np.float32
+    hops = f32((float(f32(n_samples)) - frame_size / 2.0) / float(f32(hop_size)))
+    n_frames = 1 + math.ceil(hops)
+    patch_hops = f32((f32(n_frames) - f32(patch_size)) / f32(patch_hop_size))
+    n_patches = 1 + (math.ceil(patch_hops) if mode == "repeat" else math.floor(patch_hops))
+    n_batches = math.ceil(f32(n_patches) / f32(batch_size))
+    return n_batches * batch_size - n_patches

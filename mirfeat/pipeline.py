@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from mirfeat.audio import AudioError, AudioInput
-from mirfeat.model import Head, Model, Result, load_model
+from mirfeat.model import Head, Model, load_model
+from mirfeat.results import Result
+from mirfeat.runtime import RunOptions
 
 
 @dataclass
@@ -54,7 +56,8 @@ class Pipeline:
 
     heads: head models or paths/names of their .onnx files. embedding_model: the audio model to
     run (default: the one the first head's metadata names, shared by all). Every head must read
-    embeddings of that model's width.
+    embeddings of that model's width. device / batch_size / threads (or `options`) apply to every
+    model the pipeline loads.
     """
 
     def __init__(
@@ -64,14 +67,20 @@ class Pipeline:
         *,
         device: str = "cpu",
         batch_size: int = 64,
+        threads: int | None = None,
+        options: RunOptions | None = None,
     ):
-        self.heads = [h if isinstance(h, Head) else _load_head(h, device) for h in heads]
+        options = options or RunOptions(device=device, batch_size=batch_size, threads=threads)
+        self.heads = [h if isinstance(h, Head) else _load_head(h, options) for h in heads]
         if not self.heads:
             raise ValueError("a pipeline needs at least one head")
         if embedding_model is None:
             embedding_model = self.heads[0].embedding_model
         elif not isinstance(embedding_model, Model):
-            embedding_model = load_model(embedding_model, device=device, batch_size=batch_size)
+            loaded = load_model(embedding_model, options=options)
+            if not isinstance(loaded, Model):
+                raise ValueError(f"{embedding_model}: an embedding model must take audio, not embeddings")
+            embedding_model = loaded
         self.embedding_model: Model = embedding_model
         self.embeddings_output = embedding_model.metadata.output_for("embeddings") or embedding_model.output_names[0]
         for head in self.heads:
@@ -118,8 +127,8 @@ class Pipeline:
             print(file=sys.stderr)
 
 
-def _load_head(name_or_path, device: str) -> Head:
-    model = load_model(name_or_path, device=device)
+def _load_head(name_or_path: str | os.PathLike, options: RunOptions) -> Head:
+    model = load_model(name_or_path, options=options)
     if not isinstance(model, Head):
         raise ValueError(f"{name_or_path}: not a classifier head (its algorithm is {model.metadata.algorithm})")
     return model

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from mirfeat.model import Result
+from mirfeat.results import Result
 
 
 def _pyplot():

@@ -1,14 +1,41 @@
-"""A thin onnxruntime wrapper: providers, threads, batching, tensor-name resolution."""
+"""onnxruntime: sessions, the one batch loop, and a graph's tensor names resolved against its metadata."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from mirfeat.metadata import ModelMetadata, OutputSpec
+
 DEVICES = ("cpu", "cuda")
+
+# Feeds for rows [start, stop) of a run: {graph input name: [stop - start, ...]}.
+FeedsFor = Callable[[int, int], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How graphs run: passed down from `load_model` / `Pipeline` to every session they open.
+
+    device: "cpu" or "cuda". batch_size: patches per onnxruntime run (<= 0: all at once); a
+    graph whose batch dimension is fixed (Essentia's bs64 EffNet) always runs at its own size.
+    threads: onnxruntime intra-op threads (default: all cores). frame_sharing: use the split
+    graph the conversion step wrote, where there is one (`mirfeat.framesharing`).
+    """
+
+    device: str = "cpu"
+    batch_size: int = 64
+    threads: int | None = None
+    frame_sharing: bool = True
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, not {self.device!r}")
 
 
 def providers_for(device: str) -> list[str]:
@@ -43,25 +70,31 @@ def resolve_name(requested: str, available: list[str]) -> str:
 class Session:
     """One ONNX graph in onnxruntime, run batch by batch with every requested output at once."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+    def __init__(self, path: str | Path, options: RunOptions = RunOptions()):
         self.path = Path(path)
-        self.device = device
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        options.log_severity_level = 3
+        self.options = options
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.intra_op_num_threads = options.threads or os.cpu_count() or 1
+        session_options.log_severity_level = 3
         # Idle worker threads would otherwise spin for a while after each run and take the cores
         # from the numpy frontend that runs between batches (3-6x slower frontend on 2 cores).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = providers_for(device)
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = providers_for(options.device)
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=providers)
+            self._session = ort.InferenceSession(str(path), session_options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ValueError(f"{path}: not a valid ONNX model ({exc})") from None
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
-        self.input_shapes = {i.name: i.shape for i in self._session.get_inputs()}
-        self.output_shapes = {o.name: o.shape for o in self._session.get_outputs()}
+        self.input_shapes = {i.name: list(i.shape) for i in self._session.get_inputs()}
+        self.output_shapes = {o.name: list(o.shape) for o in self._session.get_outputs()}
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the graph's first input is fixed at, or None when it is dynamic."""
+        first = self.input_shapes[self.input_names[0]]
+        return first[0] if first and isinstance(first[0], int) and first[0] > 0 else None
 
     def resolve_output(self, name: str) -> str:
         return resolve_name(name, self.output_names)
@@ -69,25 +102,36 @@ class Session:
     def resolve_input(self, name: str) -> str:
         return resolve_name(name, self.input_names)
 
+    def run_batches(
+        self, n_rows: int, feeds_for: FeedsFor, outputs: list[str], batch_size: int
+    ) -> dict[str, np.ndarray]:
+        """Run rows 0..n_rows in batches of `batch_size` (<= 0: all at once), every output at once.
+
+        `feeds_for(start, stop)` gives the inputs of rows [start, stop). A graph with a fixed batch
+        runs at that size: the last batch is padded with zero rows, and their outputs dropped.
+        Returns {graph output name: [n_rows, ...]}.
+        """
+        step = self.fixed_batch or (n_rows if batch_size <= 0 else batch_size)
+        step = max(step, 1)
+        chunks: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
+        for start in range(0, n_rows, step):
+            stop = min(start + step, n_rows)
+            feeds = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds_for(start, stop).items()}
+            if self.fixed_batch and stop - start < self.fixed_batch:
+                feeds = {k: _pad_rows(v, self.fixed_batch) for k, v in feeds.items()}
+            for name, value in zip(outputs, self._session.run(outputs, feeds), strict=True):
+                chunks[name].append(value[: stop - start])
+        return {name: self._concat(parts, name) for name, parts in chunks.items()}
+
     def run(
         self, inputs: np.ndarray, outputs: list[str], input_name: str | None = None, batch_size: int = 64
     ) -> dict[str, np.ndarray]:
-        """Run [n, ...] inputs in batches of `batch_size` (<= 0: all at once).
+        """Run [n, ...] inputs of one input tensor in batches: {graph output name: [n, ...]}."""
+        name = input_name or self.input_names[0]
+        return self.run_batches(len(inputs), lambda a, b: {name: inputs[a:b]}, outputs, batch_size)
 
-        Returns {output name: [n, ...]} with the names as the graph spells them.
-        """
-        input_name = input_name or self.input_names[0]
-        n = len(inputs)
-        step = n if batch_size <= 0 else batch_size
-        chunks: dict[str, list[np.ndarray]] = {name: [] for name in outputs}
-        for start in range(0, n, max(step, 1)):
-            batch = np.ascontiguousarray(inputs[start : start + step], dtype=np.float32)
-            for name, value in zip(outputs, self._session.run(outputs, {input_name: batch}), strict=True):
-                chunks[name].append(value)
-        return {name: self.concat_batches(parts, inputs, name) for name, parts in chunks.items()}
-
-    def run_raw(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """onnxruntime's run with graph names as they are: no batching, no name resolution."""
+    def run_once(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One onnxruntime run with graph names as they are: no batching, no name resolution."""
         return self._session.run(outputs, feeds)
 
     def run_feeds(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -96,10 +140,86 @@ class Session:
         names = [self.resolve_output(name) for name in outputs] if outputs else self.output_names
         return dict(zip(outputs or names, self._session.run(names, inputs), strict=True))
 
-    def concat_batches(self, parts: list[np.ndarray], inputs: np.ndarray, name: str) -> np.ndarray:
+    def _concat(self, parts: list[np.ndarray], name: str) -> np.ndarray:
         if parts:
             return np.concatenate(parts, axis=0)
         # No input rows: an empty result with the output's known trailing shape.
-        shape = next(o.shape for o in self._session.get_outputs() if o.name == name)
-        trailing = [d if isinstance(d, int) and d > 0 else 0 for d in shape[1:]]
+        trailing = [d if isinstance(d, int) and d > 0 else 0 for d in self.output_shapes[name][1:]]
         return np.zeros([0, *trailing], dtype=np.float32)
+
+
+def _pad_rows(rows: np.ndarray, size: int) -> np.ndarray:
+    padded = np.zeros((size, *rows.shape[1:]), dtype=rows.dtype)
+    padded[: len(rows)] = rows
+    return padded
+
+
+# Published ONNX files rename outputs by purpose (Essentia's discogs-effnet-bsdynamic-1.onnx:
+# `PartitionedCall:0` -> `activations`, `PartitionedCall:1` -> `embeddings`).
+_PURPOSE_ALIASES = {"predictions": ("activations", "predictions"), "embeddings": ("embeddings",)}
+
+
+class ModelGraph:
+    """A session and its model's metadata: input and output names resolved once, here.
+
+    `output_names` are the metadata's (schema) names; `graph_name` maps those, or the graph's
+    own names, to what the session calls them.
+    """
+
+    def __init__(self, session: Session, metadata: ModelMetadata, input_name: str | None = None):
+        self.session = session
+        self.input_name = self._resolve_input(input_name or (metadata.inputs[0] if metadata.inputs else None))
+        specs = metadata.outputs or [OutputSpec(name, "") for name in session.output_names]
+        self.output_names = [spec.name for spec in specs]
+        self._graph_names = {spec.name: self._resolve_output(spec) for spec in specs}
+
+    def _resolve_input(self, name: str | None) -> str:
+        """The graph's input for a schema name; a single-input graph takes any name."""
+        if name is not None:
+            try:
+                return self.session.resolve_input(name)
+            except KeyError:
+                if len(self.session.input_names) != 1:
+                    raise
+        return self.session.input_names[0]
+
+    def _resolve_output(self, spec: OutputSpec) -> str:
+        """Schema output -> graph output: by name, else the only output of the schema's width, else
+        the output named after the schema purpose."""
+        try:
+            return self.session.resolve_output(spec.name)
+        except KeyError:
+            pass
+        width = spec.shape[-1] if spec.shape and isinstance(spec.shape[-1], int) else None
+        same_width = [name for name, shape in self.session.output_shapes.items() if width and shape and shape[-1] == width]
+        if len(same_width) == 1:
+            return same_width[0]
+        for alias in _PURPOSE_ALIASES.get(spec.purpose, ()):
+            if alias in self.session.output_names:
+                return alias
+        return self.session.resolve_output(spec.name)  # raises with the graph's names
+
+    def graph_name(self, name: str) -> str:
+        """A schema output name, or one of the graph's own output names -> the graph's name."""
+        for key in (name, f"{name}:0", name.removesuffix(":0")):
+            if key in self._graph_names:
+                return self._graph_names[key]
+        return self.session.resolve_output(name)
+
+    @property
+    def input_shape(self) -> list:
+        """The graph input's shape, batch axis included (ints, or names for dynamic axes)."""
+        return self.session.input_shapes[self.input_name]
+
+    def fit_to_input(self, rows: np.ndarray) -> np.ndarray:
+        """Add a singleton axis the graph's input has and `rows` lacks ([B, 1, T, F] or [B, T, F, 1])."""
+        shape = self.input_shape
+        if len(shape) == rows.ndim + 1:
+            return rows[:, None] if shape[1] == 1 else rows[..., None]
+        return rows
+
+    def run(self, rows: np.ndarray, outputs: list[str], batch_size: int) -> dict[str, np.ndarray]:
+        """Model inputs [n, ...] -> {requested name: raw graph output [n, ...]}."""
+        graph_names = [self.graph_name(name) for name in outputs]
+        raw = self.session.run(self.fit_to_input(rows), graph_names, self.input_name, batch_size)
+        return {name: raw[graph] for name, graph in zip(outputs, graph_names, strict=True)}

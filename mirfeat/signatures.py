@@ -4,7 +4,8 @@ Each `Signature` reproduces one `TensorflowInput*` algorithm together with the F
 its `TensorflowPredict*` wrapper puts in front of it: frames centred on multiples of the hop
 with zero padding, `ceil(N / hop) + 1` frames, a symmetric window, the magnitude spectrum, a mel
 filterbank built like Essentia's `MelBands`, then a compression. All frames are computed at once
-(one batched rfft and one matmul).
+(one batched rfft and one matmul). How bands are cut into patches and fed to a model is the
+family's business (`mirfeat.families`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-
-from mirfeat.patches import patch_start_times
 
 # Essentia builds its filterbank in single precision: band edges are float32 values, the mel
 # step is accumulated in float32, and the log/exp run in double on float32 arguments. Doing the
@@ -144,6 +143,7 @@ class Signature:
     """One Essentia TensorflowInput* frontend plus its wrapper's framing and patching.
 
     Shapes: `compute(signal)` maps [N] samples at `sample_rate` to [n_frames, n_bands].
+    compression: "log10_1p_1e4" (log10(1 + 1e4 x)), "ln_plus_0.01" (ln(x + 0.01)) or "none".
     """
 
     name: str
@@ -158,9 +158,7 @@ class Signature:
     weighting: str
     normalize: str
     spectrum: str  # "power" or "magnitude": what the filters act on
-    compression: str  # "log10_1p_1e4" or "ln_plus_0.01"
-    patch_size: int
-    patch_hop_size: int
+    compression: str
 
     @cached_property
     def window(self) -> np.ndarray:
@@ -203,15 +201,13 @@ class Signature:
             return np.log10(1.0 + 1e4 * bands)
         if self.compression == "ln_plus_0.01":
             return np.log(bands + 0.01)
+        if self.compression == "none":
+            return bands
         raise ValueError(f"unknown compression {self.compression!r}")
 
     def frame_times(self, n_frames: int) -> np.ndarray:
         """Centre time in seconds of each frame."""
         return np.arange(n_frames) * self.hop_size / self.sample_rate
-
-    def patch_times(self, n_patches: int) -> np.ndarray:
-        """Start time in seconds of each patch cut with the default patch hop."""
-        return patch_start_times(n_patches, self.patch_hop_size, self.hop_size, self.sample_rate)
 
 
 MUSICNN = Signature(
@@ -228,8 +224,6 @@ MUSICNN = Signature(
     normalize="unit_tri",
     spectrum="power",
     compression="log10_1p_1e4",
-    patch_size=187,
-    patch_hop_size=93,
 )
 
 # Essentia's TensorflowInputVGGish: symmetric Hann(400) zero-padded to 512 at the end, magnitude
@@ -249,17 +243,22 @@ VGGISH = Signature(
     normalize="unit_max",
     spectrum="magnitude",
     compression="ln_plus_0.01",
-    patch_size=96,
-    patch_hop_size=93,
 )
 
-# Essentia algorithm name -> signature of its input.
-SIGNATURES = {"TensorflowPredictMusiCNN": MUSICNN, "TensorflowPredictVGGish": VGGISH}
-
-
-def signature_for(algorithm: str) -> Signature:
-    try:
-        return SIGNATURES[algorithm]
-    except KeyError:
-        known = ", ".join(sorted(SIGNATURES))
-        raise ValueError(f"no signature for Essentia algorithm {algorithm!r} (known: {known})") from None
+# Essentia's TensorflowInputTempoCNN: 11025 Hz, Hann(1024) frames every 512 samples, 40 bands of
+# the linear magnitude spectrum (20-5000 Hz, Slaney mel, unit_tri), no compression.
+TEMPOCNN = Signature(
+    name="tempocnn",
+    sample_rate=11025,
+    frame_size=1024,
+    hop_size=512,
+    n_fft=1024,
+    n_bands=40,
+    f_min=20.0,
+    f_max=5000.0,
+    warping="slaneyMel",
+    weighting="linear",
+    normalize="unit_tri",
+    spectrum="magnitude",
+    compression="none",
+)

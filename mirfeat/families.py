@@ -1,0 +1,245 @@
+"""One table of Essentia's model families: what each `TensorflowPredict*` wrapper does around its graph.
+
+A `Family` holds every fact that tells one wrapper from another: the input signature (frames ->
+bands), the patch size and hop with any override rule, the transforms and the layout the graph is
+fed, Essentia's batch size and last-batch rule, the default tensor names, and whether the output
+is one row per patch or a tensor. `load_model`, the Essentia facade (`mirfeat.essentia`),
+conversion's detection of a graph's family and the tests all read `FAMILIES`; a new family is one
+entry here (plus its signature in `mirfeat.signatures`, if new).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mirfeat.patches import patch_start_times
+from mirfeat.signatures import MUSICNN, TEMPOCNN, VGGISH, Signature
+
+# How patches [B, T, F] are laid out for the graph, as Essentia's wrappers feed them:
+# "squeezed" [B, T, F] (TensorflowPredict's squeeze drops the channel axis; [B, D] for one-row
+# patches of embeddings), "bands_time_1" [B, F, T, 1] (TempoCNN's transpose [0, 3, 2, 1]),
+# "time_bands_1" [B, T, F, 1] (FSD-SINet's transpose [0, 2, 3, 1]).
+LAYOUTS = ("squeezed", "bands_time_1", "time_bands_1")
+
+# MAEST's bands are standardised with the statistics of its training data (Essentia's
+# TensorflowPredictMAEST: shift by -mean, then scale by 1 / (2 std), in single precision).
+MAEST_MEAN = np.float32(2.06755686098554)
+MAEST_SCALE = np.float32(1.0 / (2.0 * np.float32(1.268292820667291)))
+
+
+def maest_normalise(bands: np.ndarray) -> np.ndarray:
+    """[n_frames, 96] MusiCNN bands -> MAEST's input scale: (x - mean) / (2 std), float32."""
+    return (bands - MAEST_MEAN) * MAEST_SCALE
+
+
+def standardise_patches(patches: np.ndarray) -> np.ndarray:
+    """Each patch [T, F] of [B, T, F] to zero mean and unit population std (std 1 for a constant
+    patch), as Essentia's TensorNormalize(scaler="standard", axis=0) does for TempoCNN."""
+    flat = patches.reshape(len(patches), -1).astype(np.float64)
+    mean = flat.mean(axis=1, keepdims=True)
+    std = flat.std(axis=1, keepdims=True)
+    std[std == 0] = 1.0
+    return ((flat - mean) / std).astype(np.float32).reshape(patches.shape)
+
+
+# (file-name marker, patch size, patch hop): Essentia's TensorflowPredictMAEST picks these from
+# graphFilename, overriding even values the user set; patch sizes fit its 16-wide, stride-10
+# patch embedding, hops jump exactly 20, 10 or 5 s (the defaults, 1876 / 1875, are the 30 s model's).
+MAEST_PATCHES = (("discogs-maest-20s-", 1256, 1250), ("discogs-maest-10s-", 626, 625), ("discogs-maest-5s-", 316, 313))
+
+
+@dataclass(frozen=True)
+class Family:
+    """What one Essentia `TensorflowPredict*` wrapper does around its graph.
+
+    signature: frames -> bands of the audio input; None for heads, which read embeddings.
+    patch_size, patch_hop_size: frames (or embedding rows) per patch and between patch starts.
+    patch_overrides: (file-name marker, patch size, hop): a graph file name containing the marker
+        gets that size and hop, overriding the defaults and the user's values.
+    band_transform: elementwise on the bands [n_frames, n_bands] before patching.
+    patch_transform: on the patches [B, T, F] before the layout.
+    layout: see `LAYOUTS`.
+    batch_size: Essentia's default batchSize (patches per graph run).
+    last_batch_mode: the default of the wrapper's standard-mode `lastBatchMode` (EffNet-Discogs:
+        "same"; see `mirfeat.patches.essentia_last_batch`), None where the wrapper has none.
+    input_name, output_name: Essentia's default tensor names.
+    tensor_output: the wrapper returns the graph's output as a tensor (MAEST) instead of one row
+        per patch.
+    """
+
+    algorithm: str
+    signature: Signature | None
+    patch_size: int
+    patch_hop_size: int
+    input_name: str
+    output_name: str
+    batch_size: int = 64
+    patch_overrides: tuple[tuple[str, int, int], ...] = ()
+    band_transform: Callable[[np.ndarray], np.ndarray] | None = None
+    patch_transform: Callable[[np.ndarray], np.ndarray] | None = None
+    layout: str = "squeezed"
+    last_batch_mode: str | None = None
+    tensor_output: bool = False
+    has_training_flag: bool = True  # the wrapper takes isTrainingName
+    facade: bool = True  # Essentia has a standard-mode class of this name that takes arrays
+
+    @property
+    def takes_audio(self) -> bool:
+        return self.signature is not None
+
+    def patching(
+        self, graph_filename: str = "", patch_size: int | None = None, patch_hop_size: int | None = None
+    ) -> tuple[int, int]:
+        """(patch size, hop) as the wrapper settles them: the file-name rule wins, then the caller's
+        values, then the defaults. A hop of 0 means patches do not overlap (hop = size)."""
+        for marker, size, hop in self.patch_overrides:
+            if marker in graph_filename:
+                return size, hop
+        size = patch_size or self.patch_size
+        hop = self.patch_hop_size if patch_hop_size is None else patch_hop_size
+        return size, hop or size
+
+    def bands(self, signal: np.ndarray) -> np.ndarray:
+        """Mono samples [N] at `sample_rate` -> the bands patches are cut from, [n_frames, n_bands]."""
+        if self.signature is None:
+            raise ValueError(f"{self.algorithm} models read embeddings, not audio")
+        bands = self.signature.compute(signal)
+        return self.band_transform(bands) if self.band_transform else bands
+
+    def model_input(self, patches: np.ndarray) -> np.ndarray:
+        """Patches [B, T, F] -> what the graph is fed (see `LAYOUTS`); [B, 1, F] patches of one
+        embedding row become [B, F]."""
+        if self.patch_transform:
+            patches = self.patch_transform(patches)
+        if self.layout == "bands_time_1":
+            return np.ascontiguousarray(patches.transpose(0, 2, 1)[..., None])
+        if self.layout == "time_bands_1":
+            return patches[..., None]
+        return patches[:, 0] if patches.shape[1] == 1 else patches
+
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of one graph input (no batch axis) this family feeds, for every patch size it
+        may pick; empty for heads (their width is the embedding model's)."""
+        if self.signature is None:
+            return []
+        sizes = [self.patch_size] + [size for _, size, _ in self.patch_overrides]
+        shapes = []
+        for size in sizes:
+            dummy = np.zeros((1, size, self.signature.n_bands), np.float32)
+            shapes.append(tuple(self.model_input(dummy).shape[1:]))
+        return shapes
+
+    def patch_times(self, n_patches: int, patch_hop_size: int | None = None) -> np.ndarray:
+        """Start time in seconds of each patch (the centre of its first frame)."""
+        if self.signature is None:
+            return np.arange(n_patches, dtype=np.float64)
+        hop = patch_hop_size or self.patch_hop_size
+        return patch_start_times(n_patches, hop, self.signature.hop_size, self.signature.sample_rate)
+
+
+MUSICNN_FAMILY = Family(
+    algorithm="TensorflowPredictMusiCNN",
+    signature=MUSICNN,
+    patch_size=187,
+    patch_hop_size=93,
+    input_name="model/Placeholder",
+    output_name="model/Sigmoid",
+)
+VGGISH_FAMILY = Family(
+    algorithm="TensorflowPredictVGGish",
+    signature=VGGISH,
+    patch_size=96,
+    patch_hop_size=93,
+    input_name="model/Placeholder",
+    output_name="model/Sigmoid",
+)
+EFFNET_DISCOGS_FAMILY = Family(
+    algorithm="TensorflowPredictEffnetDiscogs",
+    signature=MUSICNN,
+    patch_size=128,
+    patch_hop_size=62,
+    input_name="serving_default_melspectrogram",
+    output_name="PartitionedCall",
+    last_batch_mode="same",
+    has_training_flag=False,
+)
+MAEST_FAMILY = Family(
+    algorithm="TensorflowPredictMAEST",
+    signature=MUSICNN,
+    patch_size=1876,
+    patch_hop_size=1875,
+    input_name="melspectrogram",
+    output_name="Identity",
+    batch_size=1,
+    patch_overrides=MAEST_PATCHES,
+    band_transform=maest_normalise,
+    tensor_output=True,
+)
+TEMPOCNN_FAMILY = Family(
+    algorithm="TensorflowPredictTempoCNN",
+    signature=TEMPOCNN,
+    patch_size=256,
+    patch_hop_size=128,
+    input_name="input",
+    output_name="output",
+    batch_size=16,  # the standard-mode wrapper's default (64 in streaming mode)
+    patch_transform=standardise_patches,
+    layout="bands_time_1",
+    has_training_flag=False,
+)
+PREDICT_2D_FAMILY = Family(
+    algorithm="TensorflowPredict2D",
+    signature=None,
+    patch_size=1,
+    patch_hop_size=1,
+    input_name="model/Placeholder",
+    output_name="model/Sigmoid",
+)
+# The plain wrapper; Essentia's MAEST genre heads name it in their metadata. Fed one embedding
+# row per graph input, like TensorflowPredict2D.
+PREDICT_FAMILY = Family(
+    algorithm="TensorflowPredict",
+    signature=None,
+    patch_size=1,
+    patch_hop_size=1,
+    input_name="model/Placeholder",
+    output_name="model/Sigmoid",
+    facade=False,  # Essentia's takes pools of named tensors
+)
+
+FAMILIES: dict[str, Family] = {
+    f.algorithm: f
+    for f in (
+        MUSICNN_FAMILY,
+        VGGISH_FAMILY,
+        EFFNET_DISCOGS_FAMILY,
+        MAEST_FAMILY,
+        TEMPOCNN_FAMILY,
+        PREDICT_2D_FAMILY,
+        PREDICT_FAMILY,
+    )
+}
+
+
+def family_for(algorithm: str, source: str = "model") -> Family:
+    """The family of an Essentia algorithm name; a clear error naming `source` otherwise."""
+    try:
+        return FAMILIES[algorithm]
+    except KeyError:
+        known = ", ".join(FAMILIES)
+        raise ValueError(f"{source}: unknown Essentia algorithm {algorithm!r} (known: {known})") from None
+
+
+def family_for_input(shape: tuple[int, ...] | list[int]) -> Family | None:
+    """The audio family whose wrapper feeds a graph input of this shape (batch axis excluded), or
+    None. A graph whose input is one vector ([D] or [1, D]) is a head: `PREDICT_2D_FAMILY`."""
+    shape = tuple(shape)
+    for family in FAMILIES.values():
+        if shape in family.input_shapes():
+            return family
+    if len(shape) == 1 or (len(shape) == 2 and shape[0] == 1):
+        return PREDICT_2D_FAMILY
+    return None

@@ -1,0 +1,57 @@
+"""What a model run returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Result:
+    """What one model run gives for one input.
+
+    outputs: every requested graph output, keyed by its schema name. One row per patch
+        ([patches, dims]) for most families; MAEST's keep the graph's per-patch tensor
+        ([patches, tokens, width] for a transformer block, [patches, classes] for the classifier).
+    activations / embeddings: the outputs whose metadata purpose is predictions / embeddings.
+    patch_times: [patches] start of each patch in seconds.
+    duration: seconds of audio at the model's rate.
+    """
+
+    outputs: dict[str, np.ndarray]
+    labels: list[str]
+    patch_times: np.ndarray
+    predictions_name: str | None = None
+    embeddings_name: str | None = None
+    source: str = ""
+    duration: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def activations(self) -> np.ndarray | None:
+        return self.outputs.get(self.predictions_name) if self.predictions_name else None
+
+    @property
+    def embeddings(self) -> np.ndarray | None:
+        return self.outputs.get(self.embeddings_name) if self.embeddings_name else None
+
+    def mean(self) -> np.ndarray:
+        """Clip-level activations: the mean over patches, [classes] (NaN when there are no patches)."""
+        activations = self._require_activations()
+        if len(activations) == 0:
+            return np.full(activations.shape[1:], np.nan, dtype=np.float32)
+        return activations.mean(axis=0)
+
+    def top_k(self, k: int = 5) -> list[tuple[str, float]]:
+        """The k labels with the highest clip-level activation, best first."""
+        clip = self.mean()
+        if np.isnan(clip).all():
+            return []
+        order = np.argsort(-clip, kind="stable")[:k]
+        return [(self.labels[i] if i < len(self.labels) else str(i), float(clip[i])) for i in order]
+
+    def _require_activations(self) -> np.ndarray:
+        if self.activations is None:
+            raise ValueError("this model run has no predictions output")
+        return self.activations
