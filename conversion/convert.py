@@ -26,6 +26,7 @@ from conversion.graph import (
     tensor_node,
 )
 from conversion.optimize import optimize, split_frame_sharing
+from mirfeat.families import FAMILIES, Family, family_for_input
 
 log = logging.getLogger("conversion")
 
@@ -34,14 +35,6 @@ MAX_ABS_DIFF = 1e-4
 # Unknown non-batch dimensions (e.g. TempoCNN's time axis) get this size in the check.
 _CHECK_FREE_DIM = 256
 _CHECK_BATCH = 3
-
-# Essentia algorithm for a graph without metadata, by the shape of its input (no batch).
-_ALGORITHM_BY_INPUT = {
-    (187, 96): "TensorflowPredictMusiCNN",
-    (96, 64): "TensorflowPredictVGGish",
-    (128, 96): "TensorflowPredictEffnetDiscogs",
-}
-
 
 class ConversionError(RuntimeError):
     pass
@@ -233,14 +226,11 @@ def write_frame_sharing(model_proto, onnx_path: Path, input_name: str, seed: int
     }
 
 
-def guess_algorithm(input_shapes: dict) -> str:
+def guess_family(input_shapes: dict) -> Family:
+    """The family whose wrapper feeds an input of this shape (mirfeat's family table); a graph
+    that matches none is taken as Essentia's plain TensorflowPredict."""
     shape = next(iter(input_shapes.values())) or []
-    features = tuple(shape[1:])
-    if features in _ALGORITHM_BY_INPUT:
-        return _ALGORITHM_BY_INPUT[features]
-    if len(features) == 1 or (len(features) == 2 and features[0] == 1):
-        return "TensorflowPredict2D"
-    return "TensorflowPredict"
+    return family_for_input(tuple(shape[1:])) or FAMILIES["TensorflowPredict"]
 
 
 def write_metadata(
@@ -248,6 +238,10 @@ def write_metadata(
 ) -> None:
     """Write the model's JSON beside the .onnx: Essentia's metadata plus a `mirfeat` section."""
     if metadata is None:
+        family = guess_family(input_shapes)
+        # A head's rate is its embedding model's, which the graph does not tell; 16 kHz is every
+        # Essentia embedding model's.
+        sample_rate = family.signature.sample_rate if family.signature else 16000
         metadata = {
             "name": pb_path.stem,
             "type": "",
@@ -259,7 +253,7 @@ def write_metadata(
                 ],
                 "outputs": [{"name": name, "output_purpose": purposes.get(name, "")} for name in report.outputs],
             },
-            "inference": {"sample_rate": 16000, "algorithm": guess_algorithm(input_shapes)},
+            "inference": {"sample_rate": sample_rate, "algorithm": family.algorithm},
         }
     else:
         metadata = json.loads(json.dumps(metadata))  # a copy we may edit

@@ -38,7 +38,7 @@ def maest_normalise(bands: np.ndarray) -> np.ndarray:
 def standardise_patches(patches: np.ndarray) -> np.ndarray:
     """Each patch [T, F] of [B, T, F] to zero mean and unit population std (std 1 for a constant
     patch), as Essentia's TensorNormalize(scaler="standard", axis=0) does for TempoCNN."""
-    flat = patches.reshape(len(patches), -1).astype(np.float64)
+    flat = patches.reshape(len(patches), int(np.prod(patches.shape[1:]))).astype(np.float64)
     mean = flat.mean(axis=1, keepdims=True)
     std = flat.std(axis=1, keepdims=True)
     std[std == 0] = 1.0
@@ -233,13 +233,23 @@ def family_for(algorithm: str, source: str = "model") -> Family:
         raise ValueError(f"{source}: unknown Essentia algorithm {algorithm!r} (known: {known})") from None
 
 
-def family_for_input(shape: tuple[int, ...] | list[int]) -> Family | None:
+def family_for_input(shape: tuple | list) -> Family | None:
     """The audio family whose wrapper feeds a graph input of this shape (batch axis excluded), or
-    None. A graph whose input is one vector ([D] or [1, D]) is a head: `PREDICT_2D_FAMILY`."""
-    shape = tuple(shape)
-    for family in FAMILIES.values():
-        if shape in family.input_shapes():
-            return family
+    None. Unknown axes (None, negative or named, as in TempoCNN's [40, -1, 1]) match any size when
+    one family alone fits. A graph whose input is one vector ([D] or [1, D]) is a head:
+    `PREDICT_2D_FAMILY`."""
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
+    exact = [f for f in FAMILIES.values() if shape in f.input_shapes()]
+    if exact:
+        return exact[0]
+    fitting = {
+        f.algorithm: f
+        for f in FAMILIES.values()
+        for known in f.input_shapes()
+        if len(known) == len(shape) and all(d is None or d == k for d, k in zip(shape, known, strict=True))
+    }
+    if len(fitting) == 1:
+        return next(iter(fitting.values()))
     if len(shape) == 1 or (len(shape) == 2 and shape[0] == 1):
         return PREDICT_2D_FAMILY
     return None
