@@ -135,9 +135,15 @@ class _TensorflowPredictAudio:
             signal = np.concatenate([signal, zeros])
         bands = family.bands(signal)
         limit = None
-        if batched:  # Essentia's inner stream drops an incomplete last batch
+        if batched:
+            # Essentia's inner stream (VectorRealToTensor, lastBatchMode "discard") drops an
+            # incomplete last batch. A repeat-mode last patch forces a push of the batch it joins,
+            # except when the full patches filled their batches exactly: that push then takes the
+            # pending full batch, and the repeat patch is left behind.
+            n_full = patch_count(len(bands), self.patchSize, self.patchHopSize, "discard")
             n_patches = patch_count(len(bands), self.patchSize, self.patchHopSize, self.lastPatchMode)
-            limit = n_patches // self.batchSize * self.batchSize
+            pushed = (n_patches > n_full and n_full % self.batchSize != 0) or n_full == 0
+            limit = n_patches if pushed else n_full // self.batchSize * self.batchSize
         raw = self._model.run_patches(
             bands,
             [self.output],
@@ -146,13 +152,14 @@ class _TensorflowPredictAudio:
             patch_hop_size=self.patchHopSize,
             max_patches=limit,
         )[self.output]
-        if self.lastBatchMode == "same" and padding:
-            raw = raw[: max(len(raw) - padding, 0)]
         if family.tensor_output:
             if len(raw) == 0:
                 raise ValueError(f"{name}: input signal is too short.")
             return essentia_tensor(raw)
-        return essentia_rows(raw)
+        rows = essentia_rows(raw)
+        if self.lastBatchMode == "same":  # Essentia erases that many output rows (one per patch for 2-D outputs)
+            rows = rows[: max(len(rows) - padding, 0)]
+        return rows
 
 
 class _TensorflowPredictEmbeddings:

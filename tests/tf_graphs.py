@@ -1,8 +1,10 @@
 """Tiny TensorFlow graphs for tests, built in a separate process (TensorFlow and Essentia must
-not share one): `python tests/tf_graphs.py identity|identity-vggish OUT.pb`.
+not share one): `python tests/tf_graphs.py identity|identity-vggish|identity-effnet|patches-2d OUT.pb`.
 
 The identity graph (`model/Placeholder` [B, T, F] -> `model/Identity`) makes Essentia's
-TensorflowPredict* wrappers return the exact patches they would feed a model.
+TensorflowPredict* wrappers return the exact patches they would feed a model. The patches-2d graph
+(`model/Placeholder` [B, 4, 128] -> `model/Flatten` [B, 512]) does the same for TensorflowPredict2D
+with patchSize 4, one output row per patch.
 """
 
 import sys
@@ -23,6 +25,31 @@ def identity_vggish(path: str) -> None:
     identity(path, frames=96, bands=64)
 
 
+def identity_effnet(path: str, batch: int | None = 64) -> None:
+    """EffNet-Discogs' names and shapes: `serving_default_melspectrogram` [64, 128, 96] -> `PartitionedCall`."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [batch, 128, 96], name="serving_default_melspectrogram")
+        tf.identity(x, name="PartitionedCall")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+
+
+def patches_2d(path: str, patch_size: int = 4, dims: int = 128) -> None:
+    graph = tf.Graph()
+    with graph.as_default(), tf.name_scope("model"):
+        x = tf.compat.v1.placeholder(tf.float32, [None, patch_size, dims], name="Placeholder")
+        tf.reshape(x, [-1, patch_size * dims], name="Flatten")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+
+
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
-    {"identity": identity, "identity-vggish": identity_vggish}[kind](out)
+    graphs = {
+        "identity": identity,
+        "identity-vggish": identity_vggish,
+        "identity-effnet": identity_effnet,
+        "patches-2d": patches_2d,
+    }
+    graphs[kind](out)
