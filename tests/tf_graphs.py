@@ -1,5 +1,5 @@
 """Tiny TensorFlow graphs for tests, built in a separate process (TensorFlow and Essentia must
-not share one): `python tests/tf_graphs.py identity|identity-vggish|identity-effnet|patches-2d OUT.pb`.
+not share one): `python tests/tf_graphs.py identity|identity-vggish|identity-effnet|identity-maest|patches-2d OUT.pb`.
 
 The identity graph (`model/Placeholder` [B, T, F] -> `model/Identity`) makes Essentia's
 TensorflowPredict* wrappers return the exact patches they would feed a model. The patches-2d graph
@@ -35,6 +35,16 @@ def identity_effnet(path: str, batch: int | None = 64) -> None:
         f.write(graph.as_graph_def().SerializeToString())
 
 
+def identity_maest(path: str) -> None:
+    """MAEST's names with any patch length: `melspectrogram` [B, T, 96] -> `Identity`."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, None, 96], name="melspectrogram")
+        tf.identity(x, name="Identity")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+
+
 def patches_2d(path: str, patch_size: int = 4, dims: int = 128) -> None:
     graph = tf.Graph()
     with graph.as_default(), tf.name_scope("model"):
@@ -50,6 +60,7 @@ if __name__ == "__main__":
         "identity": identity,
         "identity-vggish": identity_vggish,
         "identity-effnet": identity_effnet,
+        "identity-maest": identity_maest,
         "patches-2d": patches_2d,
     }
     graphs[kind](out)
