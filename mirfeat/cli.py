@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from conversion.__main__ import add_convert_arguments  # argparse only; TensorFlow loads on use
 from mirfeat.audio import AudioError
@@ -20,7 +21,7 @@ def tag(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failures = 0
-    results = []
+    results: list[dict[str, Any]] = []
     for index, path in enumerate(args.files, 1):
         started = time.perf_counter()
         try:
@@ -65,7 +66,7 @@ def plot(args: argparse.Namespace) -> int:
     except (AudioError, OSError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {output} ({len(result.patch_times)} patches, {result.activations.shape[1]} classes)")
+    print(f"wrote {output} ({len(result.patch_times)} patches, {len(result.mean())} classes)")
     return 0
 
 

@@ -48,12 +48,9 @@ def _metadata_for(path: Path, family: Family) -> ModelMetadata:
     """The JSON beside the model (labels, output names), with the wrapper's algorithm: in Essentia
     the wrapper, not the file, decides how the graph is fed."""
     json_path = path.with_suffix(".json")
-    metadata = (
-        ModelMetadata.read(json_path)
-        if json_path.is_file()
-        else ModelMetadata(name=path.stem, algorithm=family.algorithm, sample_rate=16000, classes=[], inputs=[], outputs=[])
-    )
-    return metadata.with_algorithm(family.algorithm)
+    if json_path.is_file():
+        return ModelMetadata.read(json_path).with_algorithm(family.algorithm)
+    return ModelMetadata(path.stem, family.algorithm, sample_rate=16000, classes=[], inputs=[], outputs=[])
 
 
 def _mono(name: str, audio: np.ndarray) -> np.ndarray:

@@ -36,14 +36,14 @@ class _LoadedGraph:
         *,
         metadata: ModelMetadata | None = None,
         family: Family | None = None,
-        options: RunOptions = RunOptions(),
+        options: RunOptions | None = None,
         input_name: str | None = None,
     ):
         self.path = _check_model_file(Path(path))
         self.metadata = metadata or read_metadata_beside(self.path)
         self.family = family or family_for(self.metadata.algorithm, str(self.path))
-        self.options = options
-        self.graph = ModelGraph(Session(self.path, options), self.metadata, input_name)
+        self.options = options or RunOptions()
+        self.graph = ModelGraph(Session(self.path, self.options), self.metadata, input_name)
 
     @property
     def labels(self) -> list[str]:
@@ -58,11 +58,9 @@ class _LoadedGraph:
         """Every output the metadata lists (or the graph has), as the metadata names them."""
         return self.graph.output_names
 
-    def _result_names(self) -> dict[str, str | None]:
-        return {
-            "predictions_name": self.metadata.output_for("predictions"),
-            "embeddings_name": self.metadata.output_for("embeddings"),
-        }
+    def _purpose_names(self) -> tuple[str | None, str | None]:
+        """The metadata's predictions and embeddings outputs (None where it lists none)."""
+        return self.metadata.output_for("predictions"), self.metadata.output_for("embeddings")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.metadata.name!r}, {self.family.algorithm}, {self.path})"
@@ -112,9 +110,11 @@ class Model(_LoadedGraph):
         frames, rest = (self.path.parent / spec[key] for key in ("frames_model", "patch_model"))
         if not (frames.is_file() and rest.is_file()):
             return None
-        sessions = [Session(p, self.options) for p in (frames, rest)]
-        sharing = FrameSharing(*sessions, spec["blocks"], int(spec["context"]), self.graph.input_name)
-        return sharing if sessions[1].input_shapes[sharing.rest_input][1] == self.patch_size else None
+        frames_session, rest_session = Session(frames, self.options), Session(rest, self.options)
+        sharing = FrameSharing(
+            frames_session, rest_session, spec["blocks"], int(spec["context"]), self.graph.input_name
+        )
+        return sharing if rest_session.input_shapes[sharing.rest_input][1] == self.patch_size else None
 
     @property
     def sample_rate(self) -> int:
@@ -173,13 +173,15 @@ class Model(_LoadedGraph):
         raw = self.run_patches(self.family.bands(samples), outputs, last_patch_mode=last_patch_mode)
         values = raw if self.family.tensor_output else {name: essentia_rows(v) for name, v in raw.items()}
         n_patches = len(next(iter(raw.values()))) if raw else 0
+        predictions_name, embeddings_name = self._purpose_names()
         return Result(
             outputs=values,
             labels=self.labels,
             patch_times=self.patch_times(n_patches),
+            predictions_name=predictions_name,
+            embeddings_name=embeddings_name,
             source=_source_name(audio),
             duration=len(samples) / self.sample_rate,
-            **self._result_names(),
         )
 
 
@@ -229,10 +231,20 @@ class Head(_LoadedGraph):
         raw = self.graph.run(embeddings, outputs or self.output_names, self.options.batch_size)
         return {name: essentia_rows(value) for name, value in raw.items()}
 
-    def result(self, embeddings: np.ndarray, patch_times: np.ndarray, **info) -> Result:
-        names = self._result_names()
-        names["predictions_name"] = names["predictions_name"] or self.output_names[0]
-        return Result(outputs=self.predict(embeddings), labels=self.labels, patch_times=patch_times, **names, **info)
+    def result(
+        self, embeddings: np.ndarray, patch_times: np.ndarray, source: str = "", duration: float = 0.0
+    ) -> Result:
+        """A `Result` of this head on [patches, D] embeddings, with their patch times [patches]."""
+        predictions_name, embeddings_name = self._purpose_names()
+        return Result(
+            outputs=self.predict(embeddings),
+            labels=self.labels,
+            patch_times=patch_times,
+            predictions_name=predictions_name or self.output_names[0],
+            embeddings_name=embeddings_name,
+            source=source,
+            duration=duration,
+        )
 
     def __call__(self, audio: AudioInput, *, sample_rate: int | None = None, last_patch_mode: str = "discard"):
         embedder = self.embedding_model

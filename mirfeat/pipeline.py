@@ -101,12 +101,12 @@ class Pipeline:
             audio, sample_rate=sample_rate, last_patch_mode=last_patch_mode, outputs=[self.embeddings_output]
         )
         embeddings = run.outputs[self.embeddings_output]
-        info = {"source": run.source, "duration": run.duration}
         return PipelineResult(
             embeddings=embeddings,
             patch_times=run.patch_times,
-            heads={h.name: h.result(embeddings, run.patch_times, **info) for h in self.heads},
-            **info,
+            heads={h.name: h.result(embeddings, run.patch_times, run.source, run.duration) for h in self.heads},
+            source=run.source,
+            duration=run.duration,
         )
 
     def run_files(

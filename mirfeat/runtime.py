@@ -70,9 +70,9 @@ def resolve_name(requested: str, available: list[str]) -> str:
 class Session:
     """One ONNX graph in onnxruntime, run batch by batch with every requested output at once."""
 
-    def __init__(self, path: str | Path, options: RunOptions = RunOptions()):
+    def __init__(self, path: str | Path, options: RunOptions | None = None):
         self.path = Path(path)
-        self.options = options
+        self.options = options = options or RunOptions()
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.intra_op_num_threads = options.threads or os.cpu_count() or 1
@@ -191,7 +191,8 @@ class ModelGraph:
         except KeyError:
             pass
         width = spec.shape[-1] if spec.shape and isinstance(spec.shape[-1], int) else None
-        same_width = [name for name, shape in self.session.output_shapes.items() if width and shape and shape[-1] == width]
+        shapes = self.session.output_shapes
+        same_width = [name for name, shape in shapes.items() if width and shape and shape[-1] == width]
         if len(same_width) == 1:
             return same_width[0]
         for alias in _PURPOSE_ALIASES.get(spec.purpose, ()):

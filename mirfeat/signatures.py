@@ -20,13 +20,14 @@ import numpy as np
 # same here gives bit-identical filter weights (a float64 filterbank differs by up to 7e-4
 # relative near band edges, which shows up as 3e-4 in log-compressed bands).
 _f32 = np.float32
+Scalar = float | np.floating  # a Python or numpy float
 _SLANEY_LIN_SLOPE = _f32(3 / 200.0)
 _SLANEY_MIN_LOG_HZ = _f32(1000.0)
 _SLANEY_MIN_LOG_MEL = _f32(_SLANEY_MIN_LOG_HZ * _SLANEY_LIN_SLOPE)
 _SLANEY_LOG_STEP = _f32(np.log(6.4) / 27.0)
 
 
-def hz_to_mel_slaney(hz: float) -> np.float32:
+def hz_to_mel_slaney(hz: Scalar) -> np.float32:
     """Slaney's mel (librosa's htk=False): linear below 1 kHz, logarithmic above."""
     hz = _f32(hz)
     if hz < _SLANEY_MIN_LOG_HZ:
@@ -34,23 +35,23 @@ def hz_to_mel_slaney(hz: float) -> np.float32:
     return _f32(float(_SLANEY_MIN_LOG_MEL) + np.log(float(hz / _SLANEY_MIN_LOG_HZ)) / float(_SLANEY_LOG_STEP))
 
 
-def mel_to_hz_slaney(mel: float) -> np.float32:
+def mel_to_hz_slaney(mel: Scalar) -> np.float32:
     mel = _f32(mel)
     if mel < _SLANEY_MIN_LOG_MEL:
         return _f32(mel / _SLANEY_LIN_SLOPE)
     return _f32(float(_SLANEY_MIN_LOG_HZ) * np.exp(float(_f32((mel - _SLANEY_MIN_LOG_MEL) * _SLANEY_LOG_STEP))))
 
 
-def hz_to_mel_htk(hz: float) -> np.float32:
+def hz_to_mel_htk(hz: Scalar) -> np.float32:
     """HTK mel: 2595 log10(1 + f / 700)."""
     return _f32(2595.0 * np.log10(float(_f32(hz)) / 700.0 + 1.0))
 
 
-def mel_to_hz_htk(mel: float) -> np.float32:
+def mel_to_hz_htk(mel: Scalar) -> np.float32:
     return _f32(700.0 * (10.0 ** (float(_f32(mel)) / 2595.0) - 1.0))
 
 
-def _hz(hz: float) -> np.float32:
+def _hz(hz: Scalar) -> np.float32:
     return _f32(hz)
 
 
