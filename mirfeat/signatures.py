@@ -139,6 +139,43 @@ def frame_signal(signal: np.ndarray, frame_size: int, hop_size: int) -> np.ndarr
     return windows[::hop_size][:n_frames]
 
 
+# The streaming FrameCutter in front of every TensorflowPredict* wrapper treats silent frames
+# (silentFrames="noise"): a frame whose mean power is below -100 dB (Essentia's isSilent) gets
+# uniform noise of amplitude db2pow(-100) added, from an unseeded generator.
+SILENCE_CUTOFF = 1e-10
+SILENT_FRAME_NOISE = 1e-10
+
+
+def streaming_frames(
+    frames: np.ndarray, first: int, n_samples: int, frame_size: int, hop_size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Frames [k, frame_size] (frame indices first .. first + k - 1 of `frame_signal`) as Essentia's
+    streaming FrameCutter emits them: a copy, where a silent frame gets -100 dB uniform noise.
+
+    A silent frame among the first ones, whose centred window reaches into the left zero padding
+    of z = frame_size/2 - index * hop_size samples, is rebuilt from a buffer that already holds those
+    z zeros: its samples land z further right (2z zeros, then the signal). Only frames of digital
+    near-silence are affected; the noise cannot be reproduced (Essentia does not seed it), only its
+    level, so `rng` is seeded by the caller.
+    """
+    power = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / frame_size
+    silent = np.flatnonzero(power < SILENCE_CUTOFF)
+    if len(silent) == 0:
+        return frames
+    frames = np.array(frames, dtype=np.float32)
+    half = (frame_size + 1) // 2
+    for row in silent:
+        pad = half - (first + row) * hop_size
+        if pad > 0:  # the frame's samples sit after `pad` zeros; Essentia copies them `pad` further on
+            n_audio = min(frame_size - pad, n_samples)
+            shifted = np.zeros(frame_size, np.float32)
+            shifted[pad : pad + n_audio] = frames[row, :n_audio]
+            frames[row] = shifted
+        noise = rng.uniform(-1.0, 1.0, frame_size) * SILENT_FRAME_NOISE
+        frames[row] += noise.astype(np.float32)
+    return frames
+
+
 @dataclass(frozen=True)
 class Signature:
     """One Essentia TensorflowInput* frontend plus its wrapper's framing and patching.
@@ -188,9 +225,11 @@ class Signature:
         signal = np.ascontiguousarray(signal, dtype=np.float32)
         frames = frame_signal(signal, self.frame_size, self.hop_size)
         out = np.empty((len(frames), self.n_bands), dtype=np.float32)
+        rng = np.random.default_rng(0)
         # Chunks bound the memory of the complex spectrum on hour-long inputs.
         for start in range(0, len(frames), chunk_frames):
-            chunk = frames[start : start + chunk_frames] * self.window
+            chunk = frames[start : start + chunk_frames]
+            chunk = streaming_frames(chunk, start, len(signal), self.frame_size, self.hop_size, rng) * self.window
             spectrum = np.abs(np.fft.rfft(chunk, n=self.n_fft, axis=1))
             if self.spectrum == "power":
                 spectrum **= 2
