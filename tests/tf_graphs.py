@@ -1,5 +1,5 @@
 """Tiny TensorFlow graphs for tests, built in a separate process (TensorFlow and Essentia must
-not share one): `python tests/tf_graphs.py identity|identity-vggish|identity-effnet|identity-maest|patches-2d OUT.pb`.
+not share one): `python tests/tf_graphs.py KIND OUT.pb`, KIND one of the names at the bottom.
 
 The identity graph (`model/Placeholder` [B, T, F] -> `model/Identity`) makes Essentia's
 TensorflowPredict* wrappers return the exact patches they would feed a model. The patches-2d graph
@@ -45,6 +45,16 @@ def identity_maest(path: str) -> None:
         f.write(graph.as_graph_def().SerializeToString())
 
 
+def identity_tempocnn(path: str) -> None:
+    """TempoCNN's names and layout: `input` [B, 40, 256, 1] -> `output`."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 40, 256, 1], name="input")
+        tf.identity(x, name="output")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+
+
 def patches_2d(path: str, patch_size: int = 4, dims: int = 128) -> None:
     graph = tf.Graph()
     with graph.as_default(), tf.name_scope("model"):
@@ -61,6 +71,7 @@ if __name__ == "__main__":
         "identity-vggish": identity_vggish,
         "identity-effnet": identity_effnet,
         "identity-maest": identity_maest,
+        "identity-tempocnn": identity_tempocnn,
         "patches-2d": patches_2d,
     }
     graphs[kind](out)
