@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 
 from mirfeat.essentia import MonoLoader, TensorflowPredict2D, TensorflowPredictMusiCNN, TensorflowPredictVGGish
+from mirfeat.families import MUSICNN_FAMILY, VGGISH_FAMILY
 from mirfeat.model import load_model
 from mirfeat.plot import plot_activations, plot_embeddings
-from mirfeat.families import MUSICNN_FAMILY, VGGISH_FAMILY
 
 
 def print_classes(labels: list[str], activations) -> None:

@@ -2,13 +2,20 @@
 
 Conversion and graph building run in subprocesses: the Essentia oracle (essentia-tensorflow)
 bundles its own libtensorflow, which must not meet Python TensorFlow in one process.
+
+Tiers (markers, registered in pyproject.toml and added here from the fixtures a test uses):
+`essentia` (the oracle), `tensorflow` (Python TensorFlow: conversion, graph building), `slow`,
+`shared` (reads ../shared) and `fast` (none of essentia / tensorflow / slow): `pytest -m fast`.
+A test whose needs are missing here (no essentia, no tensorflow, no shared data) is skipped.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +49,78 @@ def run_python(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _shared_data_present():
-    if not AUDIO_DIR.is_dir() or not ESSENTIA_MODELS.is_dir():
-        pytest.exit(f"shared test data not found at {SHARED} (set MIRFEAT_SHARED)", returncode=4)
+# What a test needs, read from its fixture closure (the fixtures it uses, directly or through
+# other fixtures). A fixture added later (here or in a test module) joins by appending its name,
+# e.g. `TENSORFLOW_FIXTURES.append("my_graph")` below its definition; the lists are read at collection.
+ESSENTIA_FIXTURES = ["es"]  # -> essentia
+# Build or convert graphs with Python TensorFlow in a subprocess, once per session -> tensorflow (and slow).
+TENSORFLOW_FIXTURES = [
+    "model_dir",
+    "genre_dortmund",
+    "identity_pb",
+    "vggish_dir",
+    "small_vggish",
+    "identity_vggish_pb",
+    "patches_2d_pb",
+]
+SLOW_FIXTURES: list[str] = []  # other fixtures that take more than a few seconds -> slow
+# A test (or one of its fixtures) whose code names one of these reads ../shared -> shared.
+SHARED_NAMES = {"SHARED", "AUDIO_DIR", "AUDIO_FILES", "ESSENTIA_MODELS"}
+SHARED_PRESENT = AUDIO_DIR.is_dir() and ESSENTIA_MODELS.is_dir()
+
+
+def _installed(module: str) -> bool:
+    """Importable here, without importing it (essentia and tensorflow must not share a process)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    """Global and attribute names a function's code uses, nested functions and lambdas included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _reads_shared_data(item: pytest.Item) -> bool:
+    functions = [getattr(item, "function", None)]
+    name2fixturedefs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    functions += [defs[-1].func for defs in name2fixturedefs.values() if defs]
+    return any(SHARED_NAMES & _code_names(f.__code__) for f in functions if hasattr(f, "__code__"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers added here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    missing = {
+        "essentia": None if _installed("essentia") else "essentia-tensorflow (the oracle) is not installed",
+        "tensorflow": None
+        if _installed("tensorflow") and _installed("tf2onnx")
+        else "TensorFlow / tf2onnx (the convert extra) are not installed",
+        "shared": None if SHARED_PRESENT else f"shared test data not found at {SHARED} (set MIRFEAT_SHARED)",
+    }
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & set(ESSENTIA_FIXTURES):
+            item.add_marker(pytest.mark.essentia)
+        if fixtures & set(TENSORFLOW_FIXTURES):
+            item.add_marker(pytest.mark.tensorflow)
+        # A TensorFlow process takes 3 s to start at best: every tensorflow test is slow too.
+        if item.get_closest_marker("tensorflow") or fixtures & set(SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("shared") is None and _reads_shared_data(item):
+            item.add_marker(pytest.mark.shared)
+        if not any(item.get_closest_marker(m) for m in ("essentia", "tensorflow", "slow")):
+            item.add_marker(pytest.mark.fast)
+        for marker, reason in missing.items():
+            if reason and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")
 def es():
     """essentia.standard, quiet."""
-    import essentia
+    essentia = pytest.importorskip("essentia", reason="essentia-tensorflow (the oracle) is not installed")
 
     essentia.log.infoActive = False
     essentia.log.warningActive = False
@@ -87,6 +156,15 @@ def genre_dortmund(tmp_path_factory) -> Path:
 def identity_pb(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("identity") / "identity.pb"
     run_python(str(ROOT / "tests" / "tf_graphs.py"), "identity", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def patches_2d_pb(tmp_path_factory) -> Path:
+    """[B, 4, 128] patches of embedding rows -> `model/Flatten` [B, 512], and its .onnx beside it."""
+    path = tmp_path_factory.mktemp("patches_2d") / "patches_2d.pb"
+    run_python(str(ROOT / "tests" / "tf_graphs.py"), "patches-2d", str(path))
+    run_python("-m", "conversion", "convert", str(path), "-o", str(path.with_suffix(".onnx")))
     return path
 
 
@@ -161,3 +239,94 @@ def identity_vggish_pb(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("identity_vggish") / "identity.pb"
     run_python(str(ROOT / "tests" / "tf_graphs.py"), "identity-vggish", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def identity_effnet(tmp_path_factory) -> Path:
+    """EffNet-Discogs' tensor names on an identity graph with the bs64 batch: `identity.pb` and its
+    conversion `identity.onnx` (batch fixed at 64) side by side."""
+    path = tmp_path_factory.mktemp("identity_effnet") / "identity.pb"
+    run_python(str(ROOT / "tests" / "tf_graphs.py"), "identity-effnet", str(path))
+    run_python("-m", "conversion", "convert", str(path), "-o", str(path.with_suffix(".onnx")))
+    return path
+
+
+TENSORFLOW_FIXTURES.append("identity_effnet")
+
+
+@pytest.fixture(scope="session")
+def identity_maest(tmp_path_factory) -> Path:
+    """MAEST's tensor names on an identity graph of any patch length, under each of the file names
+    Essentia's wrapper reads the patch size from: {"30s": path, "20s": ..., "10s": ..., "5s": ...},
+    each .pb with its .onnx beside it."""
+    out = tmp_path_factory.mktemp("identity_maest")
+    pb = out / "identity-discogs-maest-30s-pw-1.pb"
+    run_python(str(ROOT / "tests" / "tf_graphs.py"), "identity-maest", str(pb))
+    run_python("-m", "conversion", "convert", str(pb), "-o", str(pb.with_suffix(".onnx")))
+    paths = {"30s": pb}
+    for length in ("20s", "10s", "5s"):
+        paths[length] = out / pb.name.replace("30s", length)
+        for suffix in (".pb", ".onnx", ".json"):
+            paths[length].with_suffix(suffix).write_bytes(pb.with_suffix(suffix).read_bytes())
+    return paths
+
+
+TENSORFLOW_FIXTURES.append("identity_maest")
+
+
+@pytest.fixture(scope="session")
+def deeptemp(tmp_path_factory) -> Path:
+    """The shared TempoCNN graph deeptemp_k16 converted from the graph alone (no JSON beside it)."""
+    out = tmp_path_factory.mktemp("deeptemp") / "deeptemp_k16.onnx"
+    run_python("-m", "conversion", "convert", str(ESSENTIA_MODELS / "tempocnn" / "deeptemp_k16.pb"), "-o", str(out))
+    return out
+
+
+TENSORFLOW_FIXTURES.append("deeptemp")
+
+
+def _build_replicas(tmp_path_factory, family: str) -> Path:
+    """`python -m conversion build-replicas --family FAMILY --size small --onnx` into a fresh directory."""
+    out = tmp_path_factory.mktemp(f"replicas_{family}")
+    run_python("-m", "conversion", "build-replicas", "-o", str(out), "--family", family, "--size", "small", "--onnx")
+    return out
+
+
+@pytest.fixture(scope="session")
+def effnet_dir(tmp_path_factory) -> Path:
+    """Small seeded EffNet-Discogs replicas (conversion/replicas.py), each .pb with .onnx and .json:
+    discogs-effnet-bs64-small-seeded-1 (fixed batch 64, kept in the ONNX), the heads
+    genre_discogs400-discogs-effnet-small-seeded-1 (TF2 style) and
+    danceability-discogs-effnet-small-seeded-1 (model/Placeholder style), and the published-style
+    discogs-effnet-bsdynamic-small-seeded-1.onnx/.json (melspectrogram -> activations, embeddings).
+    About 11 s."""
+    return _build_replicas(tmp_path_factory, "effnet")
+
+
+@pytest.fixture(scope="session")
+def maest_dir(tmp_path_factory) -> Path:
+    """Small seeded MAEST replicas discogs-maest-{5,10,20,30}s-pw-small-seeded-2 (.pb, .onnx, .json):
+    width 32, 12 blocks. About 19 s."""
+    return _build_replicas(tmp_path_factory, "maest")
+
+
+@pytest.fixture(scope="session")
+def yamnet_dir(tmp_path_factory) -> Path:
+    """Small seeded YAMNet replica audioset-yamnet-small-seeded-1 and its head
+    danceability-audioset-yamnet-small-seeded-1 (.pb, .onnx, .json). About 6 s."""
+    return _build_replicas(tmp_path_factory, "yamnet")
+
+
+TENSORFLOW_FIXTURES.extend(["effnet_dir", "maest_dir", "yamnet_dir"])
+
+
+@pytest.fixture(scope="session")
+def identity_tempocnn(tmp_path_factory) -> Path:
+    """TempoCNN's tensor names and [B, 40, 256, 1] layout on an identity graph (.pb, .onnx beside it)."""
+    path = tmp_path_factory.mktemp("identity_tempocnn") / "identity.pb"
+    run_python(str(ROOT / "tests" / "tf_graphs.py"), "identity-tempocnn", str(path))
+    run_python("-m", "conversion", "convert", str(path), "-o", str(path.with_suffix(".onnx")))
+    return path
+
+
+TENSORFLOW_FIXTURES.append("identity_tempocnn")

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from conftest import AUDIO_DIR, ESSENTIA_MODELS, run_python
 
 from mirfeat.cli import main
@@ -43,6 +44,7 @@ def test_tag_with_unknown_model_fails_cleanly(capsys):
     assert "nope.onnx" in capsys.readouterr().err
 
 
+@pytest.mark.tensorflow
 def test_convert_command(tmp_path):
     out = tmp_path / "vgg4.onnx"
     proc = run_python("-m", "mirfeat.cli", "convert", str(ESSENTIA_MODELS / "vgg" / "vgg4.pb"), "-o", str(out))

@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from conftest import ESSENTIA_MODELS, MUSICNN_MODELS, ROOT, run_python
+
+# Every test here runs the conversion (Python TensorFlow, tf2onnx, onnx) in a subprocess or reads its output.
+pytestmark = pytest.mark.tensorflow
 
 
 def session_outputs(path, batch):
@@ -19,6 +21,8 @@ def session_outputs(path, batch):
 
 def test_graph_without_metadata(genre_dortmund):
     """genre_dortmund has three placeholders (patches, unused labels, bool flag) and no JSON."""
+    import onnx
+
     meta = json.loads(genre_dortmund.with_suffix(".json").read_text())
     assert [i["name"] for i in meta["schema"]["inputs"]] == ["model/Placeholder"]
     purposes = {o["name"]: o["output_purpose"] for o in meta["schema"]["outputs"]}
@@ -58,6 +62,8 @@ def test_metadata_outputs_are_all_kept(model_dir):
 
 def test_switch_merge_graph_is_folded(tmp_path):
     """vgg4's bool placeholder drives dropout and batch norm through Switch/Merge."""
+    import onnx
+
     out = tmp_path / "vgg4.onnx"
     proc = run_python("-m", "conversion", "convert", str(ESSENTIA_MODELS / "vgg" / "vgg4.pb"), "-o", str(out))
     assert "folded to False: model/Placeholder_1" in proc.stdout

@@ -91,7 +91,7 @@ def test_wrong_model_files(tmp_path):
         mirfeat.load_model("no-such-model-1")
     (tmp_path / "other.onnx").write_bytes(lonely.read_bytes())
     (tmp_path / "other.json").write_text('{"inference": {"algorithm": "TensorflowPredictSomethingElse"}}')
-    with pytest.raises(ValueError, match="no signature for Essentia algorithm"):
+    with pytest.raises(ValueError, match="other.json: unknown Essentia algorithm"):
         mirfeat.load_model(tmp_path / "other.onnx")
 
 

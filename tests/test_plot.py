@@ -4,11 +4,14 @@ import re
 import struct
 
 import numpy as np
+import pytest
 from conftest import AUDIO_DIR, ROOT, run_python
 
 import mirfeat
 from mirfeat.cli import main
 from mirfeat.plot import plot_embeddings, plot_result
+
+pytest.importorskip("matplotlib", reason="the plot extra (matplotlib) is not installed")
 
 
 def png_size(path):

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import onnx
 import pytest
 from conftest import (
     AUDIO_FILES,
@@ -150,10 +149,16 @@ def test_emomusic_head_on_musicnn_embeddings_matches_essentia(es, model_dir, sig
 
 
 @pytest.mark.parametrize("mode, patches", [("discard", 4), ("repeat", 5)])
-def test_tensorflowpredict2d_patch_size(es, vggish_dir, mode, patches):
-    """patchSize > 1 cuts [T, D] rows into [B, T, D] patches like any other wrapper (identity check)."""
+def test_tensorflowpredict2d_patch_size(es, patches_2d_pb, mode, patches):
+    """patchSize > 1 cuts [T, D] rows into [B, T, D] patches as Essentia does: a graph that flattens
+    each [4, 128] patch to one output row shows every value Essentia and mirfeat feed it."""
     rows = np.random.default_rng(0).standard_normal((10, 128)).astype(np.float32)
-    assert len(make_patches(rows, 4, 2, mode)) == patches
+    params = dict(output="model/Flatten", patchSize=4, patchHopSize=2, lastPatchMode=mode)
+    expected = es.TensorflowPredict2D(graphFilename=str(patches_2d_pb), **params)(rows)
+    got = TensorflowPredict2D(graphFilename=str(patches_2d_pb.with_suffix(".onnx")), **params)(rows)
+    assert got.shape == expected.shape == (patches, 4 * 128)
+    assert np.abs(got - expected).max() <= TOL
+    np.testing.assert_array_equal(got, make_patches(rows, 4, 2, mode).reshape(patches, -1))
 
 
 def test_pipeline_equals_heads_run_separately(vggish_dir, signals):
@@ -180,11 +185,14 @@ def test_pipeline_equals_heads_run_separately(vggish_dir, signals):
     assert set(out.means()["task2-vggish-seeded-1"]) == {"task2_0", "task2_1", "task2_2", "task2_3"}
 
 
-def test_head_loaded_alone_reuses_its_embedding_model(vggish_dir, signals):
-    a = mirfeat.load_model(vggish_dir / "task1-vggish-seeded-1.onnx")
-    b = mirfeat.load_model(vggish_dir / "task2-vggish-seeded-1.onnx")
+def test_head_loaded_alone_finds_its_embedding_model(vggish_dir, signals):
+    a = mirfeat.load_model(vggish_dir / "task1-vggish-seeded-1.onnx", batch_size=8)
     assert isinstance(a, mirfeat.Head)
-    assert a.embedding_model is b.embedding_model
+    assert a.embedding_model.path == vggish_dir / "vggish-seeded-1.onnx"  # found beside the head
+    assert a.embedding_model.options.batch_size == 8  # loaded with the head's options
+    # No hidden cache: a head shares a model only when given one.
+    b = mirfeat.load_model(vggish_dir / "task2-vggish-seeded-1.onnx", embedding_model=a.embedding_model)
+    assert b.embedding_model is a.embedding_model
     result = a(signals["vignesh.wav"])
     assert result.activations.shape == (len(result.patch_times), 2)
     assert result.embeddings.shape == (len(result.patch_times), 128)
@@ -212,6 +220,8 @@ def test_pipeline_rejects_heads_of_another_embedding(vggish_dir):
 def test_published_onnx_names_load_without_conversion(vggish_dir, signals, tmp_path):
     """An .onnx with its own tensor names (as Essentia publishes: `melspectrogram` -> `activations` /
     `embeddings`) and the TF names in its JSON loads as is."""
+    import onnx  # the convert extra, like the fixture's graphs
+
     model = onnx.load(str(vggish_dir / "twoclass-vggish-seeded-1.onnx"))
     renames = {
         "model/Placeholder:0": "melspectrogram",
