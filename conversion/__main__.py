@@ -1,4 +1,5 @@
-"""`python -m conversion convert MODEL.pb [-o MODEL.onnx]` and `python -m conversion freeze-musicnn`."""
+"""`python -m conversion convert MODEL.pb [-o MODEL.onnx]`, `freeze-musicnn`, `build-test-models` and
+`build-replicas -o DIR [--family effnet|maest|yamnet|all] [--size small|full] [--onnx]`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
@@ -16,19 +18,35 @@ def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inputs", nargs="+", help="input tensor names (default: metadata, else the graph)")
     parser.add_argument("--outputs", nargs="+", help="output tensor names (default: metadata, else the graph)")
     parser.add_argument("--no-check", action="store_true", help="skip the TensorFlow vs onnxruntime check")
+    parser.add_argument(
+        "--batch",
+        choices=["auto", "dynamic", "keep"],
+        default="auto",
+        help="batch dimension: auto (default) frees a batch of 1 or unknown and keeps a fixed batch > 1; "
+        "dynamic frees every batch; keep keeps the graph's",
+    )
 
 
 def run_convert(args: argparse.Namespace) -> int:
     from conversion.convert import ConversionError, convert
 
     try:
-        report = convert(args.pb, args.output, inputs=args.inputs, outputs=args.outputs, check=not args.no_check)
+        report = convert(
+            args.pb,
+            args.output,
+            inputs=args.inputs,
+            outputs=args.outputs,
+            check=not args.no_check,
+            batch=getattr(args, "batch", "auto"),
+        )
     except (ConversionError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {report.onnx_path} and {report.json_path}")
     print(f"  inputs:  {', '.join(report.inputs.values())}")
     print(f"  outputs: {', '.join(report.outputs.values())}")
+    if report.fixed_batch:
+        print(f"  fixed batch: {', '.join(f'{k} {v}' for k, v in report.fixed_batch.items())}")
     if report.folded_flags:
         print(f"  folded to False: {', '.join(report.folded_flags)}")
     if report.frame_sharing:
@@ -68,6 +86,60 @@ def run_build_test_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_in_subprocess(command: list[str]) -> tuple[list[str], subprocess.CompletedProcess]:
+    """`python -m conversion COMMAND...` in a fresh process, its output captured."""
+    proc = subprocess.run([sys.executable, "-m", "conversion", *command], capture_output=True, text=True, check=False)
+    return command, proc
+
+
+_BSDYNAMIC_SOURCE = " (bsdynamic source)"
+
+
+def run_build_replicas(args: argparse.Namespace) -> int:
+    if not args.onnx:
+        from conversion import replicas
+
+        built = replicas.build(args.output_dir, args.family, args.size)
+        for pb in built.graphs:
+            print(f"wrote {pb} and {pb.with_suffix('.json')}")
+        if built.effnet_bsdynamic:
+            print(
+                f"wrote {built.effnet_bsdynamic} and {built.effnet_bsdynamic.with_suffix('.json')}{_BSDYNAMIC_SOURCE}"
+            )
+        return 0
+
+    # Every step in its own process: TensorFlow keeps what building took (4 GB for the full MAEST)
+    # and tf2onnx what converting took (16 GB for the full MAEST), a few conversions at a time.
+    command = ["build-replicas", "-o", str(args.output_dir), "--family", args.family, "--size", args.size]
+    _, proc = _run_in_subprocess(command)
+    print(proc.stdout, end="")
+    if proc.returncode:
+        print(f"error: building the replicas failed ({proc.returncode}):\n{proc.stderr}", file=sys.stderr)
+        return proc.returncode
+    graphs, bsdynamic = [], None
+    for line in proc.stdout.splitlines():
+        if line.startswith("wrote ") and ".pb and " in line:
+            pb = Path(line[len("wrote ") : line.index(".pb and ") + 3])
+            graphs.append(pb)
+            if line.endswith(_BSDYNAMIC_SOURCE):
+                bsdynamic = pb
+    jobs = args.jobs or (2 if args.size == "small" else 1)
+    failed = 0
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for (_, pb), proc in pool.map(_run_in_subprocess, [["convert", str(pb)] for pb in graphs]):
+            print(proc.stdout, end="")
+            if proc.returncode:
+                print(f"error: converting {pb} failed ({proc.returncode}):\n{proc.stderr}", file=sys.stderr)
+                failed = proc.returncode
+    if failed or not bsdynamic:
+        return failed
+    from conversion import replicas
+
+    onnx_path = replicas.publish_effnet_bsdynamic(bsdynamic.with_suffix(".onnx"), args.output_dir, args.size)
+    print(f"wrote {onnx_path} and {onnx_path.with_suffix('.json')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -84,8 +156,25 @@ def main(argv: list[str] | None = None) -> int:
     test_models.add_argument("-o", "--output-dir", type=Path, default=Path("."))
     test_models.add_argument("--heads", type=int, default=2, help="how many heads (default 2)")
     test_models.add_argument("--onnx", action="store_true", help="also convert each graph to ONNX")
+    replicas = commands.add_parser(
+        "build-replicas",
+        help="EffNet-Discogs, MAEST and YAMNet graphs (and heads) in Essentia's format with seeded weights",
+        description="Seeded replicas of Essentia's newer model families (see conversion/replicas.py).",
+    )
+    replicas.add_argument("-o", "--output-dir", type=Path, default=Path("."))
+    replicas.add_argument("--family", choices=["effnet", "maest", "yamnet", "all"], default="all")
+    replicas.add_argument("--size", choices=["small", "full"], default="small", help="small: tests; full: benchmarks")
+    replicas.add_argument(
+        "--onnx", action="store_true", help="also convert each graph and write the published bsdynamic EffNet ONNX"
+    )
+    replicas.add_argument("--jobs", type=int, help="conversions at once (default 2 for small, 1 for full)")
     args = parser.parse_args(argv)
-    runs = {"convert": run_convert, "freeze-musicnn": run_freeze_musicnn, "build-test-models": run_build_test_models}
+    runs = {
+        "convert": run_convert,
+        "freeze-musicnn": run_freeze_musicnn,
+        "build-test-models": run_build_test_models,
+        "build-replicas": run_build_replicas,
+    }
     return runs[args.command](args)
 
 

@@ -20,6 +20,7 @@ from conversion.graph import (
     free_batch_dimension,
     guess_inputs,
     guess_outputs,
+    inline_functions,
     load_graph_def,
     placeholder_shape,
     tensor_name,
@@ -36,6 +37,7 @@ MAX_ABS_DIFF = 1e-4
 _CHECK_FREE_DIM = 256
 _CHECK_BATCH = 3
 
+
 class ConversionError(RuntimeError):
     pass
 
@@ -47,6 +49,7 @@ class ConversionReport:
     inputs: dict[str, str]  # TF name -> ONNX name
     outputs: dict[str, str]
     folded_flags: list[str]
+    fixed_batch: dict[str, int] = field(default_factory=dict)  # inputs whose batch stays fixed
     rewrites: dict[str, int] = field(default_factory=dict)
     frame_sharing: dict | None = None
     max_abs_diff: dict[str, float] = field(default_factory=dict)
@@ -60,7 +63,7 @@ def read_metadata(pb_path: Path) -> dict | None:
 
 
 def _schema_names(metadata: dict, key: str) -> list[str]:
-    return [tensor_node(entry["name"]) for entry in metadata.get("schema", {}).get(key, [])]
+    return [entry["name"] for entry in metadata.get("schema", {}).get(key, [])]
 
 
 def convert(
@@ -73,15 +76,26 @@ def convert(
     check: bool = True,
     optimize_graph: bool = True,
     seed: int = 0,
+    batch: str = "auto",
 ) -> ConversionReport:
     """Convert an Essentia frozen graph to ONNX and write its metadata JSON beside it.
 
     Inputs and outputs come, in order of preference, from the arguments, from the metadata
     (`metadata` or the JSON beside the .pb: every schema output is kept) or from the graph.
-    Boolean placeholders are folded to False and the batch dimension is left dynamic. With
-    `check`, TensorFlow and onnxruntime run on the same random batch and a difference above
-    1e-4 raises ConversionError. `optimize_graph` applies the exact rewrites of
-    `conversion.optimize` (checked by the same comparison).
+    Output names are kept as given, index and all (`PartitionedCall:1` is the call's second
+    output; a name without one means output 0). Boolean placeholders are folded to False. Function calls (a
+    frozen TF2 signature: `Placeholder -> PartitionedCall` plus a function library) are inlined
+    first (`conversion.graph.inline_functions`).
+
+    Batch dimension (`batch`, see `conversion.graph.free_batch_dimension`): with "auto" an input
+    whose batch is 1 or unknown gets a dynamic batch, and a fixed batch > 1 (discogs-effnet-bs64:
+    64) is kept in the ONNX input, where the runtime reads it. "dynamic" frees every batch;
+    "keep" keeps every placeholder's batch as it is.
+
+    With `check`, TensorFlow (on the graph as given, function calls and all) and onnxruntime run
+    on the same random batch (_CHECK_BATCH rows, or the fixed batch) and a difference above 1e-4
+    raises ConversionError. `optimize_graph` applies the exact rewrites of `conversion.optimize`
+    (checked by the same comparison).
     """
     pb_path = Path(pb_path)
     onnx_path = Path(onnx_path) if onnx_path else pb_path.with_suffix(".onnx")
@@ -92,33 +106,34 @@ def convert(
     purposes: dict[str, str] = {}
     if outputs is None and metadata and metadata.get("schema", {}).get("outputs"):
         outputs = _schema_names(metadata, "outputs")
-        purposes = {tensor_node(o["name"]): o.get("output_purpose", "") for o in metadata["schema"]["outputs"]}
+        purposes = {o["name"]: o.get("output_purpose", "") for o in metadata["schema"]["outputs"]}
     if outputs is None:
         guessed = guess_outputs(info)
         outputs = [name for name, _ in guessed]
         purposes = dict(guessed)
-    outputs = [tensor_node(o) for o in outputs]
+    outputs = list(outputs)  # names as given: 'X:1' is X's second output, 'X' and 'X:0' its first
     if inputs is None and metadata and metadata.get("schema", {}).get("inputs"):
         inputs = _schema_names(metadata, "inputs")
     if inputs is None:
-        inputs = guess_inputs(info, outputs)
+        inputs = guess_inputs(info, [tensor_node(o) for o in outputs])
     inputs = [tensor_node(i) for i in inputs]
-    missing = [n for n in inputs + outputs if n not in info.nodes]
+    missing = [tensor_node(n) for n in inputs + outputs if tensor_node(n) not in info.nodes]
     if missing:
         raise ConversionError(f"{pb_path}: the graph has no node named {', '.join(missing)}")
     if not inputs or not outputs:
         raise ConversionError(f"{pb_path}: could not tell the graph's inputs and outputs; name them")
 
     folded = fold_training_flags(graph_def)
-    free_batch_dimension(graph_def, inputs)
+    fixed_batch = free_batch_dimension(graph_def, inputs, batch)
     input_shapes = {name: placeholder_shape(info.nodes[name]) for name in inputs}
+    flat_graph_def = inline_functions(graph_def, inputs + outputs)
 
     log.info("converting %s: inputs %s, outputs %s, folded %s", pb_path.name, inputs, outputs, folded)
     # tf2onnx otherwise deep-copies the whole graph before each of its optimisers, so that a failing
     # one can be skipped: minutes and gigabytes on a 300 MB VGGish. A failure should be loud anyway.
     os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "FALSE")
     model_proto, _ = tf2onnx.convert.from_graph_def(
-        graph_def,
+        flat_graph_def,
         input_names=[tensor_name(i) for i in inputs],
         output_names=[tensor_name(o) for o in outputs],
         opset=OPSET,
@@ -137,6 +152,7 @@ def convert(
         inputs={i: tensor_name(i) for i in inputs},
         outputs={o: tensor_name(o) for o in outputs},
         folded_flags=folded,
+        fixed_batch=fixed_batch,
         rewrites=rewrites,
     )
     if check:
@@ -155,7 +171,9 @@ def convert(
 def _check_input(shape: list[int] | None, rng: np.random.Generator) -> np.ndarray:
     if shape is None:
         raise ConversionError("an input has unknown rank; cannot build a check input")
-    dims = [_CHECK_BATCH] + [d if d > 0 else _CHECK_FREE_DIM for d in shape[1:]]
+    # A fixed batch (kept by free_batch_dimension) is the only batch such a graph runs.
+    batch = shape[0] if shape and shape[0] > 0 else _CHECK_BATCH
+    dims = [batch] + [d if d > 0 else _CHECK_FREE_DIM for d in shape[1:]]
     # Log-compressed spectrogram-like magnitudes: non-negative, a few units at most.
     return rng.uniform(0.0, 3.0, size=dims).astype(np.float32)
 
@@ -189,8 +207,8 @@ def write_frame_sharing(model_proto, onnx_path: Path, input_name: str, seed: int
     from mirfeat.runtime import Session
 
     dims = model_proto.graph.input[0].type.tensor_type.shape.dim
-    if len(dims) != 3 or not dims[1].dim_value:
-        return None
+    if len(dims) != 3 or not dims[1].dim_value or dims[0].dim_value:
+        return None  # not [batch, frames, bands], or a fixed batch (the check below runs batches of 3)
     patch_frames = dims[1].dim_value
     split = split_frame_sharing(model_proto, patch_frames)
     if split is None:
@@ -265,6 +283,7 @@ def write_metadata(
         "inputs": report.inputs,
         "outputs": report.outputs,
         "folded_training_flags": report.folded_flags,
+        **({"fixed_batch": report.fixed_batch} if report.fixed_batch else {}),
         "graph_rewrites": report.rewrites,
         "check_max_abs_diff": report.max_abs_diff,
         "opset": OPSET,

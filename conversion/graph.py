@@ -146,10 +146,76 @@ def fold_training_flags(graph_def: tf.compat.v1.GraphDef) -> list[str]:
     return folded
 
 
-def free_batch_dimension(graph_def: tf.compat.v1.GraphDef, inputs: list[str]) -> None:
-    """Make the first dimension of each input placeholder unknown, in place (dynamic batch)."""
+BATCH_MODES = ("auto", "dynamic", "keep")
+
+
+def free_batch_dimension(graph_def: tf.compat.v1.GraphDef, inputs: list[str], mode: str = "auto") -> dict[str, int]:
+    """Decide the batch (first) dimension of each input placeholder, in place.
+
+    mode "auto" (the rule the conversion uses):
+    - a batch of 1 or unknown becomes dynamic. Essentia's TF graphs with batch 1 (MAEST) and
+      [None, ...] graphs convert to a dynamic-batch ONNX;
+    - a fixed batch > 1 is KEPT. Such a graph is built for that batch (discogs-effnet-bs64-1 has
+      64 baked into its reshapes and cannot run another batch), so the ONNX keeps it. The runtime
+      reads it from the ONNX input and pads the last batch, and the conversion check runs at
+      that batch.
+    mode "dynamic" frees every batch; "keep" leaves every placeholder as it is (a batch of 1 stays 1).
+
+    Returns {input: batch} for the inputs whose batch stays fixed.
+    """
+    if mode not in BATCH_MODES:
+        raise ValueError(f"batch mode must be one of {BATCH_MODES}, not {mode!r}")
+    fixed = {}
     for node in graph_def.node:
         if node.name in inputs and node.op == "Placeholder":
-            dims = node.attr["shape"].shape.dim
-            if dims:
-                dims[0].size = -1
+            shape = node.attr["shape"].shape
+            if shape.unknown_rank or not shape.dim:
+                continue
+            size = shape.dim[0].size
+            if mode == "keep" or (mode == "auto" and size > 1):
+                if size > 0:
+                    fixed[node.name] = size
+                continue
+            shape.dim[0].size = -1
+    return fixed
+
+
+# Nodes that call a function of the graph's library (a frozen TF2 SavedModel signature).
+_CALL_OPS = {"PartitionedCall", "StatefulPartitionedCall"}
+
+
+def function_calls(graph_def: tf.compat.v1.GraphDef) -> list[str]:
+    """Top-level nodes that call a function of the graph's library."""
+    library = {f.signature.name for f in graph_def.library.function}
+    return [n.name for n in graph_def.node if n.op in _CALL_OPS or n.op in library]
+
+
+def inline_functions(graph_def: tf.compat.v1.GraphDef, fetches: list[str]) -> tf.compat.v1.GraphDef:
+    """The graph with every function call inlined (a new GraphDef; the argument is not changed).
+
+    A TF2 SavedModel signature frozen to a GraphDef (discogs-effnet-bs64-1, the newer heads) can
+    be a bare `Placeholder -> PartitionedCall` graph whose function library holds the whole
+    network. tf2onnx leaves function inlining to grappler, whose meta optimizer skips graphs of
+    fewer than 4 nodes: it then reports "Unsupported ops: PartitionedCall" and writes a model
+    onnxruntime refuses. Here grappler's function optimizer runs alone with no minimum graph size.
+    `fetches` are the tensors that must stay (inputs and outputs): a call node that is fetched is
+    kept as an IdentityN of the inlined body's results under its own name, so `PartitionedCall:1`
+    still names the second output.
+    """
+    if not function_calls(graph_def):
+        return graph_def
+    from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
+    from tensorflow.python.grappler import tf_optimizer
+
+    meta_graph = meta_graph_pb2.MetaGraphDef()
+    meta_graph.graph_def.CopyFrom(graph_def)
+    meta_graph.collection_def["train_op"].node_list.value.extend(tensor_name(f) for f in fetches)
+    config = config_pb2.ConfigProto()
+    rewrite = config.graph_options.rewrite_options
+    rewrite.min_graph_nodes = -1  # never skip a graph for being small
+    rewrite.optimizers.append("function")
+    inlined = tf_optimizer.OptimizeGraph(config, meta_graph)
+    left = function_calls(inlined)
+    if left:
+        raise ValueError(f"could not inline the function calls {', '.join(left)}")
+    return inlined
