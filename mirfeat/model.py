@@ -7,6 +7,7 @@ What a model does around its graph comes from its family (`mirfeat.families`), c
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -216,8 +217,9 @@ class Head(_LoadedGraph):
                     "and its metadata names no inference.embedding_model to compute them; call "
                     "head.predict(embeddings) or pass embedding_model="
                 )
-            beside = self.path.parent / f"{name}.onnx"
-            model = load_model(beside if beside.is_file() else name, options=self.options)
+            beside = [self.path.parent / f"{n}.onnx" for n in batch_variants(name)]
+            found = next((path for path in beside if path.is_file()), None)
+            model = load_model(found or name, options=self.options)
             if not isinstance(model, Model):
                 raise ValueError(f"{self.path}: its embedding model {name} reads embeddings, not audio")
             self._embedding_model = model
@@ -255,6 +257,24 @@ class Head(_LoadedGraph):
         result.outputs[embeddings_name] = embeddings
         result.embeddings_name = embeddings_name
         return result
+
+
+# Essentia publishes one model in several batch variants (discogs-effnet-bs64-1 as a TF graph,
+# discogs-effnet-bsdynamic-1 as ONNX): same weights, and heads name one of them.
+_BATCH_VARIANT = re.compile(r"-bs(?:\d+|dynamic)-")
+
+
+def batch_variants(name: str) -> list[str]:
+    """`name` first, then the same model's other batch variants (bs64, bs1, bsdynamic)."""
+    if not _BATCH_VARIANT.search(name):
+        return [name]
+    others = [_BATCH_VARIANT.sub(f"-{b}-", name) for b in ("bs64", "bsdynamic", "bs1")]
+    return [name] + [other for other in others if other != name]
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model names are one model, batch variants aside."""
+    return _BATCH_VARIANT.sub("-bs-", a) == _BATCH_VARIANT.sub("-bs-", b)
 
 
 def essentia_rows(output: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mirfeat.audio import AudioError, AudioInput
-from mirfeat.model import Head, Model, load_model
+from mirfeat.model import Head, Model, load_model, same_model
 from mirfeat.results import Result
 from mirfeat.runtime import RunOptions
 
@@ -85,7 +85,9 @@ class Pipeline:
         self.embeddings_output = embedding_model.metadata.output_for("embeddings") or embedding_model.output_names[0]
         for head in self.heads:
             expected = head.embedding_model_name
-            if expected and expected != embedding_model.path.stem and expected != embedding_model.metadata.name:
+            if expected and not any(
+                same_model(expected, name) for name in (embedding_model.path.stem, embedding_model.metadata.name)
+            ):
                 raise ValueError(
                     f"head {head.name} reads {expected} embeddings, not {embedding_model.path.stem}'s; "
                     "run it in a pipeline of its own"
