@@ -6,7 +6,8 @@
 >>> result.activations.shape, result.embeddings.shape   # (patches, 50), (patches, 200)
 """
 
-from mirfeat.audio import AudioError, load_audio
+from mirfeat.audio import load_audio
+from mirfeat.errors import AudioError, MirfeatError, ModelError
 from mirfeat.families import FAMILIES, Family
 from mirfeat.metadata import ModelMetadata
 from mirfeat.model import DEFAULT_MODEL, Head, Model, bundled_models, load_model
@@ -23,6 +24,8 @@ __all__ = [
     "Family",
     "FileFailure",
     "Head",
+    "MirfeatError",
+    "ModelError",
     "Pipeline",
     "PipelineResult",
     "Model",

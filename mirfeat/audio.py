@@ -9,16 +9,14 @@ import numpy as np
 import samplerate
 import soundfile
 
+from mirfeat.errors import AudioError
+
 AudioInput = str | os.PathLike | np.ndarray
 
 # Essentia's MonoLoader resamples with libsamplerate; its resampleQuality numbers that library's
 # converters. Using the same library (default: sinc medium) keeps decoded audio within ~1e-3 of
 # Essentia's, where a different high-quality resampler differs by up to ~1e-1 on bright material.
 RESAMPLE_QUALITY = {0: "sinc_best", 1: "sinc_medium", 2: "sinc_fastest", 3: "zero_order_hold", 4: "linear"}
-
-
-class AudioError(ValueError):
-    """The input cannot be read as audio; the message names the file."""
 
 
 def load_audio(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mirfeat.errors import ModelError
 from mirfeat.patches import patch_start_times
 from mirfeat.signatures import MUSICNN, TEMPOCNN, VGGISH, Signature
 
@@ -230,7 +231,7 @@ def family_for(algorithm: str, source: str = "model") -> Family:
         return FAMILIES[algorithm]
     except KeyError:
         known = ", ".join(FAMILIES)
-        raise ValueError(f"{source}: unknown Essentia algorithm {algorithm!r} (known: {known})") from None
+        raise ModelError(f"{source}: unknown Essentia algorithm {algorithm!r} (known: {known})") from None
 
 
 def family_for_input(shape: tuple | list) -> Family | None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mirfeat.audio import AudioError, AudioInput, load_audio
+from mirfeat.errors import ModelError
 from mirfeat.families import Family, family_for
 from mirfeat.framesharing import FrameSharing
 from mirfeat.metadata import ModelMetadata
@@ -42,9 +43,30 @@ class _LoadedGraph:
     ):
         self.path = _check_model_file(Path(path))
         self.metadata = metadata or read_metadata_beside(self.path)
-        self.family = family or family_for(self.metadata.algorithm, str(self.path))
+        self.family = family or family_for(self.metadata.algorithm, self.metadata.source or str(self.path))
         self.options = options or RunOptions()
         self.graph = ModelGraph(Session(self.path, self.options), self.metadata, input_name)
+        self.predictions_name, self.embeddings_name = self._purpose_names()
+
+    def _purpose_names(self) -> tuple[str | None, str | None]:
+        """The outputs of purpose predictions and embeddings. Without a schema that says, the
+        predictions are the one output as wide as the labels, else the family's default output;
+        a predictions output whose width contradicts the labels is a ModelError."""
+        where = self.metadata.source or str(self.path)
+        predictions = self.metadata.output_for("predictions")
+        widths = {name: self.graph.output_width(name) for name in self.output_names}
+        n_labels = len(self.labels)
+        if predictions is None:
+            fitting = [name for name, width in widths.items() if n_labels and width == n_labels]
+            default = [n for n in self.output_names if n.split(":")[0] == self.family.output_name.split(":")[0]]
+            candidates = fitting if len(fitting) == 1 else default
+            predictions = candidates[0] if candidates else None
+        if predictions and n_labels and widths.get(predictions) not in (None, n_labels):
+            raise ModelError(
+                f"{where}: classes lists {n_labels} labels, but the predictions output {predictions} "
+                f"has {widths[predictions]}"
+            )
+        return predictions, self.metadata.output_for("embeddings")
 
     @property
     def labels(self) -> list[str]:
@@ -58,10 +80,6 @@ class _LoadedGraph:
     def output_names(self) -> list[str]:
         """Every output the metadata lists (or the graph has), as the metadata names them."""
         return self.graph.output_names
-
-    def _purpose_names(self) -> tuple[str | None, str | None]:
-        """The metadata's predictions and embeddings outputs (None where it lists none)."""
-        return self.metadata.output_for("predictions"), self.metadata.output_for("embeddings")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.metadata.name!r}, {self.family.algorithm}, {self.path})"
@@ -90,7 +108,24 @@ class Model(_LoadedGraph):
             )
         self.signature = self.family.signature
         self.patch_size, self.patch_hop_size = self._patching(patch_size, patch_hop_size)
+        self._check_input_shape()
         self.frame_sharing = self._load_frame_sharing() if self.options.frame_sharing else None
+
+    def _check_input_shape(self) -> None:
+        """The graph's input must take the patches this family feeds (a ModelError at load, not a
+        shape error from onnxruntime on the first file)."""
+        fed = self.family.model_input(np.zeros((1, self.patch_size, self.signature.n_bands), np.float32)).shape[1:]
+        graph = list(self.graph.input_shape[1:])
+        if len(graph) == len(fed) + 1 and 1 in graph:  # a channel axis the runtime adds
+            graph.remove(1)
+        if len(graph) != len(fed) or any(
+            isinstance(g, int) and g > 0 and g != f for g, f in zip(graph, fed, strict=True)
+        ):
+            raise ModelError(
+                f"{self.path}: the graph's input {self.graph.input_name} is {self.graph.input_shape}, but "
+                f"{self.family.algorithm} (inference.algorithm in {self.metadata.source or 'its metadata'}) "
+                f"feeds patches of {list(fed)}"
+            )
 
     def _patching(self, patch_size: int | None, patch_hop_size: int | None) -> tuple[int, int]:
         """The family's rule on the file name; else, where the family has several patch sizes, the
@@ -174,13 +209,12 @@ class Model(_LoadedGraph):
         raw = self.run_patches(self.family.bands(samples), outputs, last_patch_mode=last_patch_mode)
         values = raw if self.family.tensor_output else {name: essentia_rows(v) for name, v in raw.items()}
         n_patches = len(next(iter(raw.values()))) if raw else 0
-        predictions_name, embeddings_name = self._purpose_names()
         return Result(
             outputs=values,
             labels=self.labels,
             patch_times=self.patch_times(n_patches),
-            predictions_name=predictions_name,
-            embeddings_name=embeddings_name,
+            predictions_name=self.predictions_name,
+            embeddings_name=self.embeddings_name,
             source=_source_name(audio),
             duration=len(samples) / self.sample_rate,
         )
@@ -237,13 +271,12 @@ class Head(_LoadedGraph):
         self, embeddings: np.ndarray, patch_times: np.ndarray, source: str = "", duration: float = 0.0
     ) -> Result:
         """A `Result` of this head on [patches, D] embeddings, with their patch times [patches]."""
-        predictions_name, embeddings_name = self._purpose_names()
         return Result(
             outputs=self.predict(embeddings),
             labels=self.labels,
             patch_times=patch_times,
-            predictions_name=predictions_name or self.output_names[0],
-            embeddings_name=embeddings_name,
+            predictions_name=self.predictions_name or self.output_names[0],
+            embeddings_name=self.embeddings_name,
             source=source,
             duration=duration,
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from mirfeat.errors import ModelError
 from mirfeat.metadata import ModelMetadata, OutputSpec
 
 DEVICES = ("cpu", "cuda")
@@ -84,7 +85,7 @@ class Session:
         try:
             self._session = ort.InferenceSession(str(path), session_options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ValueError(f"{path}: not a valid ONNX model ({exc})") from None
+            raise ModelError(f"{path}: not a valid ONNX model ({exc})") from None
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.input_shapes = {i.name: list(i.shape) for i in self._session.get_inputs()}
@@ -168,10 +169,21 @@ class ModelGraph:
 
     def __init__(self, session: Session, metadata: ModelMetadata, input_name: str | None = None):
         self.session = session
-        self.input_name = self._resolve_input(input_name or (metadata.inputs[0] if metadata.inputs else None))
+        where = metadata.source or str(session.path)
+        schema_input = metadata.inputs[0] if metadata.inputs else None
+        try:
+            self.input_name = self._resolve_input(input_name or schema_input)
+        except KeyError as exc:
+            field = "the input name given" if input_name else "schema.inputs[0].name"
+            raise ModelError(f"{where}: {field}: {exc.args[0]}") from None
         specs = metadata.outputs or [OutputSpec(name, "") for name in session.output_names]
         self.output_names = [spec.name for spec in specs]
-        self._graph_names = {spec.name: self._resolve_output(spec) for spec in specs}
+        self._graph_names = {}
+        for i, spec in enumerate(specs):
+            try:
+                self._graph_names[spec.name] = self._resolve_output(spec)
+            except KeyError as exc:
+                raise ModelError(f"{where}: schema.outputs[{i}].name: {exc.args[0]}") from None
 
     def _resolve_input(self, name: str | None) -> str:
         """The graph's input for a schema name; a single-input graph takes any name."""
@@ -206,6 +218,11 @@ class ModelGraph:
             if key in self._graph_names:
                 return self._graph_names[key]
         return self.session.resolve_output(name)
+
+    def output_width(self, name: str) -> int | None:
+        """The last axis of an output (schema or graph name), None where the graph leaves it open."""
+        shape = self.session.output_shapes[self.graph_name(name)]
+        return shape[-1] if shape and isinstance(shape[-1], int) and shape[-1] > 0 else None
 
     @property
     def input_shape(self) -> list:
