@@ -147,9 +147,15 @@ class Model(_LoadedGraph):
         if not (frames.is_file() and rest.is_file()):
             return None
         frames_session, rest_session = Session(frames, self.options), Session(rest, self.options)
-        sharing = FrameSharing(
-            frames_session, rest_session, spec["blocks"], int(spec["context"]), self.graph.input_name
-        )
+        try:
+            sharing = FrameSharing(
+                frames_session, rest_session, spec["blocks"], int(spec["context"]), self.graph.input_name
+            )
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ModelError(
+                f"{self.metadata.source}: mirfeat.frame_sharing: {frames.name} and {rest.name} do not fit "
+                f"the model (swapped, or from another model?): {exc}"
+            ) from None
         return sharing if rest_session.input_shapes[sharing.rest_input][1] == self.patch_size else None
 
     @property
