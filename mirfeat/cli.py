@@ -1,61 +1,84 @@
-"""`mirfeat tag FILE...` and `mirfeat convert MODEL.pb`."""
+"""`mirfeat tag FILE...`, `mirfeat plot FILE` and `mirfeat convert MODEL.pb`.
+
+Exit status: 0 when every file was tagged, 1 when any file failed (the others are still tagged and
+printed), 2 when nothing could start (bad model, bad arguments).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from tqdm import tqdm
 
 from conversion.__main__ import add_convert_arguments  # argparse only; TensorFlow loads on use
-from mirfeat.audio import AudioError
+from mirfeat import __version__
+from mirfeat.errors import AudioError, MirfeatError
 from mirfeat.model import DEFAULT_MODEL, load_model
 
 
-def tag(args: argparse.Namespace) -> int:
+def display_name(path: str | os.PathLike) -> str:
+    """A path as text that any terminal encoding prints: undecodable bytes of a file name become
+    backslash escapes instead of an encoding error."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def printable(text: str) -> str:
+    """Text that may hold an undecodable file name (surrogate escapes), as `display_name` shows it."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def failure_reason(path: str | os.PathLike, exc: Exception) -> str:
+    """One line for a file that failed: mirfeat's own messages name the file already."""
+    if isinstance(exc, MirfeatError):
+        return printable(str(exc))
+    return f"{display_name(path)}: {type(exc).__name__}: {printable(str(exc))}"
+
+
+def tag(args: argparse.Namespace, out: TextIO) -> int:
     try:
         model = load_model(args.model, device=args.device, batch_size=args.batch_size)
     except (OSError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     failures = 0
-    results: list[dict[str, Any]] = []
-    for index, path in enumerate(args.files, 1):
-        started = time.perf_counter()
+    progress = tqdm(args.files, unit="file", disable=not args.progress, file=sys.stderr, leave=False)
+    for path in progress:
+        name = display_name(path)
+        progress.set_postfix_str(Path(name).name[:40], refresh=False)
         try:
             result = model(path, last_patch_mode=args.last_patch_mode)
-        except (AudioError, OSError) as exc:  # one bad file must not stop the others
+        except Exception as exc:  # one bad file must not stop the others, whatever it raises
             failures += 1
-            print(f"error: {exc}", file=sys.stderr)
-            results.append({"file": str(path), "error": str(exc)})
+            reason = failure_reason(path, exc)
+            tqdm.write(f"error: {reason}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": name, "error": reason}), file=out, flush=True)
             continue
         top = result.top_k(args.top)
-        elapsed = time.perf_counter() - started
-        if len(args.files) > 1:
-            print(f"[{index}/{len(args.files)}] {path} ({elapsed:.2f} s)", file=sys.stderr)
-        results.append(
-            {
-                "file": str(path),
+        if args.json:
+            record: dict[str, Any] = {
+                "file": name,
                 "duration": round(result.duration, 3),
                 "patches": int(len(result.patch_times)),
                 "tags": [{"label": label, "score": round(score, 6)} for label, score in top],
             }
-        )
-        if not args.json:
-            if not top:
-                print(f"{path}: shorter than one patch ({result.duration:.2f} s); try --last-patch-mode repeat")
-                continue
-            print(f"{path}:")
+            print(json.dumps(record), file=out, flush=True)
+        elif not top:
+            print(f"{name}: shorter than one patch ({result.duration:.2f} s); try --last-patch-mode repeat", file=out)
+        else:
+            print(f"{name}:", file=out)
             for label, score in top:
-                print(f"  {score:.3f}  {label}")
-    if args.json:
-        print(json.dumps(results if len(results) != 1 else results[0], indent=2))
+                print(f"  {score:.3f}  {label}", file=out)
+            out.flush()
     return 1 if failures else 0
 
 
-def plot(args: argparse.Namespace) -> int:
+def plot(args: argparse.Namespace, out: TextIO) -> int:
     from mirfeat.plot import plot_result
 
     try:
@@ -66,11 +89,11 @@ def plot(args: argparse.Namespace) -> int:
     except (AudioError, OSError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {output} ({len(result.patch_times)} patches, {len(result.mean())} classes)")
+    print(f"wrote {output} ({len(result.patch_times)} patches, {len(result.mean())} classes)", file=out)
     return 0
 
 
-def convert(args: argparse.Namespace) -> int:
+def convert(args: argparse.Namespace, out: TextIO) -> int:
     from conversion.__main__ import run_convert
 
     try:
@@ -85,25 +108,39 @@ def convert(args: argparse.Namespace) -> int:
     return run_convert(args)
 
 
-def main(argv: list[str] | None = None) -> int:
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirfeat", description="Essentia's music models on onnxruntime")
+    parser.add_argument("--version", action="version", version=f"mirfeat {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     tagger = commands.add_parser("tag", help="print each file's top tags (mean over patches)")
     tagger.add_argument("files", nargs="+", type=Path)
     tagger.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})")
-    tagger.add_argument("--top", type=int, default=5, help="how many tags (default 5)")
-    tagger.add_argument("--json", action="store_true", help="print JSON instead of text")
+    tagger.add_argument("--top", type=positive_int, default=5, help="how many tags (default 5)")
+    tagger.add_argument("--json", action="store_true", help="print one JSON object per file, as each is done")
     tagger.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     tagger.add_argument("--batch-size", type=int, default=64)
     tagger.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
+    tagger.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=sys.stderr.isatty(),
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
     tagger.set_defaults(run=tag)
 
     plotter = commands.add_parser("plot", help="draw a file's activations over time with the labels (PNG)")
     plotter.add_argument("file", type=Path)
     plotter.add_argument("-o", "--output", type=Path, help="PNG to write (default: FILE's name with .png)")
     plotter.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})")
-    plotter.add_argument("--top", type=int, help="only the N classes with the highest mean")
+    plotter.add_argument("--top", type=positive_int, help="only the N classes with the highest mean")
     plotter.add_argument("--width", type=float, default=12.0, help="inches (default 12)")
     plotter.add_argument("--height", type=float, default=8.0, help="inches (default 8)")
     plotter.add_argument("--dpi", type=int, default=100)
@@ -113,9 +150,22 @@ def main(argv: list[str] | None = None) -> int:
     converter = commands.add_parser("convert", help="Essentia .pb -> .onnx (needs the convert extra)")
     add_convert_arguments(converter)
     converter.set_defaults(run=convert)
+    return parser
 
-    args = parser.parse_args(argv)
-    return args.run(args)
+
+def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = out or sys.stdout
+    try:
+        return args.run(args, out)
+    except BrokenPipeError:
+        # The reader went away (`mirfeat tag ... | head -1`): stop quietly, as other tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # e.g. a full disk under a redirected stdout
+        print(f"error: cannot write the output: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import json
 import pytest
 from conftest import AUDIO_DIR, ESSENTIA_MODELS, run_python
 
+import mirfeat
 from mirfeat.cli import main
 
 
@@ -20,13 +21,63 @@ def test_tag_json_keeps_going_past_a_bad_file(tmp_path, capsys):
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
     files = [AUDIO_DIR / "vignesh.wav", bad, AUDIO_DIR / "dubstep.flac"]
-    assert main(["tag", *map(str, files), "--json", "--top", "2"]) == 1  # non-zero: one failed
+    assert main(["tag", *map(str, files), "--json", "--top", "2", "--progress"]) == 1  # non-zero: one failed
     captured = capsys.readouterr()
-    results = json.loads(captured.out)
+    results = [json.loads(line) for line in captured.out.splitlines()]  # one JSON object per file
     assert [r["file"] for r in results] == list(map(str, files))
     assert "error" in results[1] and "bad.wav" in results[1]["error"]
     assert len(results[0]["tags"]) == len(results[2]["tags"]) == 2
-    assert "[3/3]" in captured.err  # progress
+    assert "3/3" in captured.err  # progress
+    assert main(["tag", str(files[0]), "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # the same shape for one file
+
+
+def test_any_failure_is_recorded_and_the_batch_goes_on(tmp_path, capsys, monkeypatch):
+    """An unexpected exception in one file (not an AudioError) is reported with the file's name."""
+    import mirfeat.model
+
+    real = mirfeat.model.Model.__call__
+
+    def flaky(self, audio, **kwargs):
+        if "boom" in str(audio):
+            raise MemoryError("Unable to allocate 18.0 TiB")
+        return real(self, audio, **kwargs)
+
+    monkeypatch.setattr(mirfeat.model.Model, "__call__", flaky)
+    boom = tmp_path / "boom.wav"
+    boom.write_bytes((AUDIO_DIR / "vignesh.wav").read_bytes())
+    assert main(["tag", str(boom), str(AUDIO_DIR / "vignesh.wav"), "--json"]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0] == {"file": str(boom), "error": f"{boom}: MemoryError: Unable to allocate 18.0 TiB"}
+    assert "tags" in lines[1]
+
+
+@pytest.mark.parametrize("top", ["0", "-1"])
+def test_top_must_be_positive(top, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["tag", str(AUDIO_DIR / "vignesh.wav"), "--top", top])
+    assert exit_.value.code == 2
+    assert "must be 1 or more" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"mirfeat {mirfeat.__version__}"
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`mirfeat tag a b c | head -1`: no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    files = [str(AUDIO_DIR / "vignesh.wav")] * 3
+    code = f"import sys; from mirfeat.cli import main; sys.exit(main(['tag', *{files!r}]))"
+    proc = subprocess.run(
+        f"{sys.executable} -c {json.dumps(code)} | head -1", shell=True, capture_output=True, text=True
+    )
+    assert proc.stdout.strip().endswith("vignesh.wav:")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
 
 
 def test_tag_short_clip_says_so(tmp_path, capsys):
