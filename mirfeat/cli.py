@@ -17,26 +17,8 @@ from tqdm import tqdm
 
 from conversion.__main__ import add_convert_arguments  # argparse only; TensorFlow loads on use
 from mirfeat import __version__
-from mirfeat.errors import AudioError, MirfeatError
+from mirfeat.errors import AudioError, display_name, failure_reason, printable
 from mirfeat.model import DEFAULT_MODEL, load_model
-
-
-def display_name(path: str | os.PathLike) -> str:
-    """A path as text that any terminal encoding prints: undecodable bytes of a file name become
-    backslash escapes instead of an encoding error."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def printable(text: str) -> str:
-    """Text that may hold an undecodable file name (surrogate escapes), as `display_name` shows it."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def failure_reason(path: str | os.PathLike, exc: Exception) -> str:
-    """One line for a file that failed: mirfeat's own messages name the file already."""
-    if isinstance(exc, MirfeatError):
-        return printable(str(exc))
-    return f"{display_name(path)}: {type(exc).__name__}: {printable(str(exc))}"
 
 
 def tag(args: argparse.Namespace, out: TextIO) -> int:

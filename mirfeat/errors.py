@@ -9,6 +9,8 @@ The CLI prints `error: MESSAGE` for these; a batch run records them per file and
 
 from __future__ import annotations
 
+import os
+
 
 class MirfeatError(Exception):
     """Base of mirfeat's errors."""
@@ -20,3 +22,22 @@ class AudioError(MirfeatError, ValueError):
 
 class ModelError(MirfeatError, ValueError):
     """A model file or its metadata cannot be used; the message names the file and the field."""
+
+
+def display_name(path: str | os.PathLike) -> str:
+    """A path as text that any terminal encoding prints: undecodable bytes of a file name become
+    backslash escapes instead of an encoding error."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def printable(text: str) -> str:
+    """Text that may hold an undecodable file name (surrogate escapes), as `display_name` shows it."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def failure_reason(path: str | os.PathLike, exc: BaseException) -> str:
+    """One line for a file that failed: mirfeat's own messages name the file already; anything
+    else gets the file's name and the exception's type."""
+    if isinstance(exc, MirfeatError):
+        return printable(str(exc))
+    return f"{display_name(path)}: {type(exc).__name__}: {printable(str(exc))}"

@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from mirfeat.audio import load_audio
+from mirfeat.errors import AudioError
 from mirfeat.families import FAMILIES, Family
 from mirfeat.metadata import ModelMetadata
 from mirfeat.model import Head, Model, essentia_rows, resolve_model_path
@@ -54,11 +55,21 @@ def _metadata_for(path: Path, family: Family) -> ModelMetadata:
 
 
 def _mono(name: str, audio: np.ndarray) -> np.ndarray:
-    audio = np.asarray(audio, dtype=np.float32)
+    """The wrapper's input as Essentia takes it: a non-empty mono float signal; integer PCM and
+    NaN/inf samples are refused (Essentia would read them as they are and give meaningless values)."""
+    audio = np.asarray(audio)
+    if audio.dtype.kind != "f":
+        raise AudioError(
+            f"{name}: expects float samples in [-1, 1] (as MonoLoader gives), not {audio.dtype}; "
+            "scale integer PCM first (e.g. int16 / 32768)"
+        )
+    audio = audio.astype(np.float32, copy=False)
     if audio.ndim != 1:
         raise ValueError(f"{name}: expects a mono signal, got shape {audio.shape}")
     if len(audio) == 0:
         raise ValueError(f"{name}: empty input signal")
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{name}: the signal contains NaN or infinite samples")
     return audio
 
 

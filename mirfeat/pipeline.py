@@ -7,21 +7,21 @@
 
 Per file: one decode, one signature, one embedding run; every head reads the same embeddings,
 each as one batch of all the file's patches. `run_files` goes through many files with progress,
-and a file that fails is reported without stopping the others.
+and a file that fails, whatever the reason, is reported without stopping the others.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from mirfeat.audio import AudioError, AudioInput
+from mirfeat.audio import AudioInput
+from mirfeat.errors import display_name, failure_reason
 from mirfeat.model import Head, Model, load_model, same_model
 from mirfeat.results import Result
 from mirfeat.runtime import RunOptions
@@ -47,6 +47,8 @@ class PipelineResult:
 
 @dataclass
 class FileFailure:
+    """A file `run_files` could not process: its name and one line saying why."""
+
     source: str
     error: str
 
@@ -112,21 +114,25 @@ class Pipeline:
         )
 
     def run_files(
-        self, paths: Iterable[str | os.PathLike], *, progress: bool = True, last_patch_mode: str = "discard"
+        self,
+        paths: Iterable[str | os.PathLike] | str | os.PathLike,
+        *,
+        progress: bool | None = None,
+        last_patch_mode: str = "discard",
     ) -> Iterator[PipelineResult | FileFailure]:
-        """Yield one result per file, in order; unreadable files yield a `FileFailure`."""
+        """Yield one result per file, in order; a file that fails, for whatever reason, yields a
+        `FileFailure` with its name and the reason, and the others go on. `paths` may be one path.
+        progress: a tqdm bar on stderr (default: when stderr is a terminal)."""
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
         paths = list(paths)
-        started = time.perf_counter()
-        for index, path in enumerate(paths, 1):
+        show = sys.stderr.isatty() if progress is None else progress
+        for path in tqdm(paths, unit="file", disable=not show, file=sys.stderr, leave=False):
             try:
-                yield self(path, last_patch_mode=last_patch_mode)
-            except (AudioError, OSError) as exc:
-                yield FileFailure(str(path), str(exc))
-            if progress:
-                elapsed = time.perf_counter() - started
-                print(f"\r[{index}/{len(paths)}] {elapsed:.1f} s  {Path(path).name[:40]:<40}", end="", file=sys.stderr)
-        if progress and paths:
-            print(file=sys.stderr)
+                result: PipelineResult | FileFailure = self(path, last_patch_mode=last_patch_mode)
+            except Exception as exc:  # one file of a thousand must not stop the others
+                result = FileFailure(display_name(path), failure_reason(path, exc))
+            yield result
 
 
 def _load_head(name_or_path: str | os.PathLike, options: RunOptions) -> Head:

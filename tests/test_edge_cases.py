@@ -102,3 +102,18 @@ def test_cuda_without_onnxruntime_gpu_is_a_clear_error():
         pytest.skip("onnxruntime-gpu is installed here")
     with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
         mirfeat.load_model(device="cuda")
+
+
+@pytest.mark.parametrize("dtype", ["int16", "int32", "uint8"])
+def test_facade_refuses_integer_pcm(dtype):
+    """Essentia would take int16 samples as floats of +-32768: refused, with what to do."""
+    with pytest.raises(mirfeat.AudioError, match=f"not {dtype}; scale integer PCM first"):
+        TensorflowPredictMusiCNN(graphFilename="msd-musicnn-1")(np.zeros(48000, dtype))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_facade_refuses_nan_and_inf(bad):
+    audio = np.zeros(48000, np.float32)
+    audio[10] = bad
+    with pytest.raises(mirfeat.AudioError, match="NaN or infinite"):
+        TensorflowPredictMusiCNN(graphFilename="msd-musicnn-1")(audio)

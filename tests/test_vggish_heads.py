@@ -206,10 +206,13 @@ def test_pipeline_run_files_survives_a_bad_file(vggish_dir, tmp_path, capsys):
     bad.write_bytes(b"\x00" * 100)
     pipe = mirfeat.Pipeline([vggish_dir / "task1-vggish-seeded-1.onnx"])
     files = [AUDIO_FILES[0], bad, AUDIO_FILES[1]]
-    results = list(pipe.run_files(files))
+    results = list(pipe.run_files(files, progress=True))
     assert isinstance(results[1], mirfeat.FileFailure) and "bad.flac" in results[1].error
     assert all(isinstance(r, mirfeat.PipelineResult) for r in (results[0], results[2]))
-    assert "[3/3]" in capsys.readouterr().err
+    assert "3/3" in capsys.readouterr().err
+    # One path on its own is one file, not a string of characters.
+    single = list(pipe.run_files(str(AUDIO_FILES[0])))
+    assert len(single) == 1 and isinstance(single[0], mirfeat.PipelineResult)
 
 
 def test_pipeline_rejects_heads_of_another_embedding(vggish_dir):
