@@ -101,3 +101,13 @@ def test_convert_command(tmp_path):
     proc = run_python("-m", "mirfeat.cli", "convert", str(ESSENTIA_MODELS / "vgg" / "vgg4.pb"), "-o", str(out))
     assert "check vs TensorFlow" in proc.stdout
     assert out.is_file() and out.with_suffix(".json").is_file()
+
+
+def test_readme_first_command_needs_only_the_repository(capsys):
+    """The README's main job tags the demo file that ships in the repository."""
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert "mirfeat tag examples/demo.flac" in readme
+    assert main(["tag", str(ROOT / "examples" / "demo.flac"), "--top", "3"]) == 0
+    assert "electronic" in capsys.readouterr().out
