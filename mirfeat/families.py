@@ -10,7 +10,7 @@ entry here (plus its signature in `mirfeat.signatures`, if new).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,11 +104,20 @@ class Family:
         return size, hop or size
 
     def bands(self, signal: np.ndarray) -> np.ndarray:
-        """Mono samples [N] at `sample_rate` -> the bands patches are cut from, [n_frames, n_bands]."""
+        """Mono samples [N] at the signature's rate -> the bands patches are cut from, [n_frames, n_bands]."""
+        chunks = list(self.stream_bands([signal]))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self._signature.n_bands), np.float32)
+
+    def stream_bands(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """`bands` of a signal that arrives in blocks of samples, chunk by chunk ([frames, n_bands])."""
+        for chunk in self._signature.stream(blocks):
+            yield self.band_transform(chunk) if self.band_transform else chunk
+
+    @property
+    def _signature(self) -> Signature:
         if self.signature is None:
             raise ValueError(f"{self.algorithm} models read embeddings, not audio")
-        bands = self.signature.compute(signal)
-        return self.band_transform(bands) if self.band_transform else bands
+        return self.signature
 
     def model_input(self, patches: np.ndarray) -> np.ndarray:
         """Patches [B, T, F] -> what the graph is fed (see `LAYOUTS`); [B, 1, F] patches of one

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from mirfeat.errors import ModelError
 from mirfeat.families import Family, family_for
 from mirfeat.framesharing import FrameSharing
 from mirfeat.metadata import ModelMetadata
-from mirfeat.patches import make_patches, patch_starts
+from mirfeat.patches import patch_batches
 from mirfeat.results import Result
 from mirfeat.runtime import ModelGraph, RunOptions, Session
 
@@ -190,14 +191,33 @@ class Model(_LoadedGraph):
         """
         size = patch_size or self.patch_size
         hop = (self.patch_hop_size if patch_hop_size is None else patch_hop_size) or size
+        return self._run_stream([bands], outputs, last_patch_mode, size, hop, max_patches)
+
+    def _run_stream(
+        self,
+        band_chunks: Iterable[np.ndarray],
+        outputs: list[str] | None,
+        last_patch_mode: str,
+        size: int,
+        hop: int,
+        max_patches: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Patches cut from bands arriving in chunks, run batch by batch: {output: [n_patches, ...]}.
+        Only the frames of the batch in hand are kept, whatever the signal's length."""
         names = outputs or self.output_names
-        patches = make_patches(bands, size, hop, last_patch_mode)[:max_patches]
-        if self.frame_sharing is None or size != self.patch_size:
-            return self.graph.run(self.family.model_input(patches), names, self.options.batch_size)
-        starts = patch_starts(len(bands), size, hop, last_patch_mode)[: len(patches)]
         graph_names = [self.graph.graph_name(n) for n in names]
-        raw = self.frame_sharing.run(bands, patches, starts, graph_names, self.options.batch_size)
-        return {name: raw[g] for name, g in zip(names, graph_names, strict=True)}
+        sharing = self.frame_sharing if size == self.patch_size else None
+        batch_size = self.graph.session.fixed_batch or self.options.batch_size
+        parts: dict[str, list[np.ndarray]] = {g: [] for g in graph_names}
+        for batch in patch_batches(band_chunks, size, hop, last_patch_mode, batch_size, max_patches):
+            if sharing is not None:
+                raw = sharing.run(batch.bands, batch.patches, batch.starts, graph_names, len(batch.patches))
+            else:
+                model_input = self.family.model_input(batch.patches)
+                raw = dict(zip(graph_names, self.graph.run(model_input, graph_names, -1).values(), strict=True))
+            for g in graph_names:
+                parts[g].append(raw[g])
+        return {name: self.graph.session.concat(parts[g], g) for name, g in zip(names, graph_names, strict=True)}
 
     def patch_times(self, n_patches: int) -> np.ndarray:
         return self.family.patch_times(n_patches, self.patch_hop_size)
@@ -210,9 +230,16 @@ class Model(_LoadedGraph):
         last_patch_mode: str = "discard",
         outputs: list[str] | None = None,
     ) -> Result:
-        """Tag / embed a file path or an array ([samples] or [samples, channels] at `sample_rate`)."""
-        samples = self.load(audio, sample_rate)
-        raw = self.run_patches(self.family.bands(samples), outputs, last_patch_mode=last_patch_mode)
+        """Tag / embed a file path or an array ([samples] or [samples, channels] at `sample_rate`).
+
+        Decoding, bands, patches and graph runs go block by block, so memory does not grow with the
+        length of the input."""
+        samples = _SampleCount(self.audio_blocks(audio, sample_rate))
+        raw = self._run_stream(
+            self.family.stream_bands(samples), outputs, last_patch_mode, self.patch_size, self.patch_hop_size
+        )
+        if samples.count == 0:
+            raise AudioError(f"{_source_name(audio)}: no audio samples (empty input)")
         values = raw if self.family.tensor_output else {name: essentia_rows(v) for name, v in raw.items()}
         n_patches = len(next(iter(raw.values()))) if raw else 0
         return Result(
@@ -222,8 +249,24 @@ class Model(_LoadedGraph):
             predictions_name=self.predictions_name,
             embeddings_name=self.embeddings_name,
             source=_source_name(audio),
-            duration=len(samples) / self.sample_rate,
+            duration=samples.count / self.sample_rate,
         )
+
+    def audio_blocks(self, audio: AudioInput, sample_rate: int | None = None) -> Iterator[np.ndarray]:
+        """Mono float32 blocks at the model's rate, decoded and resampled as they are needed."""
+        yield load_audio(audio, self.sample_rate, input_rate=sample_rate)
+
+
+class _SampleCount:
+    """Passes blocks of samples through, counting them."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]):
+        self.blocks, self.count = blocks, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for block in self.blocks:
+            self.count += len(block)
+            yield block
 
 
 class Head(_LoadedGraph):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -80,3 +82,73 @@ def essentia_padding_patches(
     n_patches = 1 + (math.ceil(patch_hops) if mode == "repeat" else math.floor(patch_hops))
     n_batches = math.ceil(f32(n_patches) / f32(batch_size))
     return n_batches * batch_size - n_patches
+
+
+@dataclass(frozen=True)
+class PatchBatch:
+    """Consecutive patches cut from a window of the bands, for one graph run.
+
+    bands: [frames, n_bands], the frames these patches span. patches: [k, patch_size, n_bands].
+    starts: each patch's first frame within `bands`, or None for the repeat-mode last patch.
+    """
+
+    bands: np.ndarray
+    patches: np.ndarray
+    starts: list[int | None]
+
+
+def patch_batches(
+    band_chunks: Iterable[np.ndarray],
+    patch_size: int,
+    hop_size: int,
+    mode: str = "discard",
+    batch_size: int = 64,
+    max_patches: int | None = None,
+) -> Iterator[PatchBatch]:
+    """The patches `make_patches` cuts, in batches of `batch_size` (<= 0: all in one), from bands
+    that arrive in chunks. Only the frames the next batch needs are kept, so memory does not grow
+    with the signal's length. `max_patches` stops after that many patches."""
+    _check_mode(mode)
+    hop = hop_size or patch_size
+    limit = math.inf if max_patches is None else max_patches
+    buffer: np.ndarray | None = None
+    base = 0  # frame index of buffer[0]
+    done = 0  # patches yielded
+    for chunk in band_chunks:
+        buffer = chunk if buffer is None else np.concatenate([buffer, chunk])
+        while batch_size > 0 and done < limit:
+            count = int(min(batch_size, limit - done))
+            need = (done + count - 1) * hop + patch_size - base  # frames of buffer this batch spans
+            if len(buffer) < need:
+                break
+            yield _full_batch(buffer, done * hop - base, count, patch_size, hop)
+            done += count
+            buffer, base = buffer[done * hop - base :], done * hop
+    if buffer is None:
+        return
+    n_frames = base + len(buffer)
+    n_full = min(patch_count(n_frames, patch_size, hop, "discard"), limit)
+    while done < n_full:
+        count = int(n_full - done if batch_size <= 0 else min(batch_size, n_full - done))
+        last = done + count == n_full and patch_count(n_frames, patch_size, hop, mode) > n_full and n_full < limit
+        batch = _full_batch(buffer, done * hop - base, count, patch_size, hop)
+        if last and (batch_size <= 0 or count < batch_size):
+            # the repeat patch joins the last batch when there is room in it
+            yield _with_repeat_patch(batch, buffer[(n_full * hop) - base :], patch_size)
+            return
+        yield batch
+        done += count
+    if patch_count(n_frames, patch_size, hop, mode) > done and done < limit:
+        rest = buffer[done * hop - base :]
+        yield PatchBatch(rest, rest[np.arange(patch_size) % len(rest)][None], [None])
+
+
+def _full_batch(buffer: np.ndarray, offset: int, count: int, patch_size: int, hop: int) -> PatchBatch:
+    window = buffer[offset : offset + (count - 1) * hop + patch_size]
+    patches = np.lib.stride_tricks.sliding_window_view(window, patch_size, axis=0)[::hop].transpose(0, 2, 1)
+    return PatchBatch(window, np.ascontiguousarray(patches, dtype=np.float32), [p * hop for p in range(count)])
+
+
+def _with_repeat_patch(batch: PatchBatch, rest: np.ndarray, patch_size: int) -> PatchBatch:
+    repeat = rest[np.arange(patch_size) % len(rest)][None]
+    return PatchBatch(batch.bands, np.concatenate([batch.patches, repeat]), [*batch.starts, None])

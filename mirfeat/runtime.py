@@ -122,7 +122,7 @@ class Session:
                 feeds = {k: _pad_rows(v, self.fixed_batch) for k, v in feeds.items()}
             for name, value in zip(outputs, self._session.run(outputs, feeds), strict=True):
                 chunks[name].append(value[: stop - start])
-        return {name: self._concat(parts, name) for name, parts in chunks.items()}
+        return {name: self.concat(parts, name) for name, parts in chunks.items()}
 
     def run(
         self, inputs: np.ndarray, outputs: list[str], input_name: str | None = None, batch_size: int = 64
@@ -141,7 +141,8 @@ class Session:
         names = [self.resolve_output(name) for name in outputs] if outputs else self.output_names
         return dict(zip(outputs or names, self._session.run(names, inputs), strict=True))
 
-    def _concat(self, parts: list[np.ndarray], name: str) -> np.ndarray:
+    def concat(self, parts: list[np.ndarray], name: str) -> np.ndarray:
+        """Batches of one output joined on the batch axis; no batches: an empty array of its shape."""
         if parts:
             return np.concatenate(parts, axis=0)
         # No input rows: an empty result with the output's known trailing shape.

@@ -10,6 +10,7 @@ family's business (`mirfeat.families`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -220,21 +221,48 @@ class Signature:
             )
         )
 
-    def compute(self, signal: np.ndarray, chunk_frames: int = 4096) -> np.ndarray:
+    def compute(self, signal: np.ndarray) -> np.ndarray:
         """Bands for every frame of a mono signal: [N] -> [ceil(N/hop) + 1, n_bands] float32."""
-        signal = np.ascontiguousarray(signal, dtype=np.float32)
-        frames = frame_signal(signal, self.frame_size, self.hop_size)
-        out = np.empty((len(frames), self.n_bands), dtype=np.float32)
-        rng = np.random.default_rng(0)
-        # Chunks bound the memory of the complex spectrum on hour-long inputs.
-        for start in range(0, len(frames), chunk_frames):
-            chunk = frames[start : start + chunk_frames]
-            chunk = streaming_frames(chunk, start, len(signal), self.frame_size, self.hop_size, rng) * self.window
-            spectrum = np.abs(np.fft.rfft(chunk, n=self.n_fft, axis=1))
-            if self.spectrum == "power":
-                spectrum **= 2
-            out[start : start + chunk_frames] = self.compress(spectrum @ self.filters)
-        return out
+        chunks = list(self.stream([signal]))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.n_bands), np.float32)
+
+    def stream(self, blocks: Iterable[np.ndarray], chunk_frames: int = 4096) -> Iterator[np.ndarray]:
+        """Bands of a signal that arrives in blocks of samples: yields [frames, n_bands] chunks whose
+        concatenation is `compute` of the whole signal. Memory stays bounded by the block and chunk
+        sizes, whatever the signal's length."""
+        size, hop, half = self.frame_size, self.hop_size, self.frame_size // 2
+        buffer = np.zeros(half, np.float32)  # buffer[0] is sample `first * hop - half`: zero padding first
+        first = n_samples = 0  # the next frame to emit; samples received so far
+        rng = np.random.default_rng(0)  # the silent-frame noise; the same sequence however blocks fall
+        for block in blocks:
+            buffer = np.concatenate([buffer, np.asarray(block, np.float32).ravel()])
+            n_samples += len(block)
+            # Frames that end within the samples received: k * hop - half + size <= n_samples.
+            end = (n_samples + half - size) // hop + 1 if n_samples + half >= size else 0
+            for start in range(first, end, chunk_frames):
+                stop = min(end, start + chunk_frames)
+                yield self._bands(buffer, start, stop, first, n_samples, rng)
+            if end > first:
+                buffer = buffer[(end - first) * hop :]
+                first = end
+        total = frame_count(n_samples, hop)
+        if total > first:  # the last frames, zero-padded past the end
+            buffer = np.concatenate([buffer, np.zeros((total - first) * hop + size, np.float32)])
+            for start in range(first, total, chunk_frames):
+                yield self._bands(buffer, start, min(total, start + chunk_frames), first, n_samples, rng)
+
+    def _bands(
+        self, buffer: np.ndarray, start: int, stop: int, first: int, n_samples: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Bands of frames start..stop-1 from a buffer whose sample 0 begins frame `first`."""
+        offset = (start - first) * self.hop_size
+        span = buffer[offset : offset + (stop - start - 1) * self.hop_size + self.frame_size]
+        frames = np.lib.stride_tricks.sliding_window_view(span, self.frame_size)[:: self.hop_size]
+        frames = streaming_frames(frames, start, n_samples, self.frame_size, self.hop_size, rng) * self.window
+        spectrum = np.abs(np.fft.rfft(frames, n=self.n_fft, axis=1))
+        if self.spectrum == "power":
+            spectrum **= 2
+        return self.compress(spectrum @ self.filters).astype(np.float32)
 
     def compress(self, bands: np.ndarray) -> np.ndarray:
         if self.compression == "log10_1p_1e4":

@@ -62,3 +62,41 @@ def test_short_input_counts():
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="lastPatchMode"):
         patch_count(10, 4, 2, "pad")
+
+
+@pytest.mark.parametrize("mode", ["discard", "repeat"])
+@pytest.mark.parametrize("batch_size", [1, 3, 64, -1])
+@pytest.mark.parametrize("chunk", [1, 7, 5000])
+def test_patch_batches_equal_make_patches(mode, batch_size, chunk):
+    """Bands arriving in chunks, cut into batches: the same patches in the same order, each batch
+    carrying the frames it spans, the repeat patch in the last batch when there is room."""
+    from mirfeat.patches import patch_batches
+
+    rng = np.random.default_rng(chunk)
+    for n_frames in (0, 3, 4, 9, 10, 11, 50, 300):
+        bands = rng.standard_normal((n_frames, 5)).astype(np.float32)
+        expected = make_patches(bands, 4, 2, mode)
+        for limit in (None, 2):
+            batches = list(
+                patch_batches([bands[i : i + chunk] for i in range(0, n_frames, chunk)], 4, 2, mode, batch_size, limit)
+            )
+            got = np.concatenate([b.patches for b in batches]) if batches else np.zeros((0, 4, 5), np.float32)
+            np.testing.assert_array_equal(got, expected[:limit])
+            for batch in batches:
+                assert batch_size <= 0 or len(batch.patches) <= batch_size
+                for patch, start in zip(batch.patches, batch.starts, strict=True):
+                    if start is not None:
+                        np.testing.assert_array_equal(batch.bands[start : start + 4], patch)
+
+
+@pytest.mark.parametrize("block", [1, 255, 1000, 48000])
+def test_streamed_bands_equal_the_whole_signal(block):
+    from mirfeat.signatures import TEMPOCNN, VGGISH
+
+    rng = np.random.default_rng(block)
+    signal = (0.1 * rng.standard_normal(48000 + 37)).astype(np.float32)
+    signal[:700] = 0  # silent leading frames take Essentia's streaming rule
+    for signature in (MUSICNN, VGGISH, TEMPOCNN):
+        whole = signature.compute(signal)
+        parts = list(signature.stream(signal[i : i + block] for i in range(0, len(signal), block)))
+        np.testing.assert_array_equal(np.concatenate(parts), whole)
