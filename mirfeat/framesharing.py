@@ -45,15 +45,9 @@ class FrameSharing:
         outputs = self.frames.run_once(self.frames_outputs, {self.frames_input: np.ascontiguousarray(windows)})
         return [out[..., 0] for out in outputs]
 
-    def run(
-        self,
-        bands: np.ndarray,
-        patches: np.ndarray,
-        starts: list[int | None],
-        outputs: list[str],
-        batch_size: int,
-    ) -> dict[str, np.ndarray]:
-        """Outputs for `patches` [P, T, bands] by graph output name; `starts[p]` is patch p's first
+    def feeds(self, bands: np.ndarray, patches: np.ndarray, starts: list[int | None]) -> dict[str, np.ndarray]:
+        """The patch graph's inputs for `patches` [P, T, bands]: the patches and, per block, the
+        per-frame features [P, C, T, 1] they would compute themselves. `starts[p]` is patch p's first
         frame in `bands`, or None for a patch that is not a slice of them (the repeat-mode last patch)."""
         size = patches.shape[1]
         c = self.context
@@ -63,25 +57,33 @@ class FrameSharing:
         edge_windows = np.concatenate([patches[contiguous, : 2 * c], patches[contiguous, size - 2 * c :]])
         edges = self._own(edge_windows) if contiguous else []
         edge_index = {p: i for i, p in enumerate(contiguous)}
+        loose = [p for p, s in enumerate(starts) if s is None]
+        own = dict(zip(loose, zip(*self._own(patches[loose]), strict=True), strict=True)) if loose else {}
+        feeds = {self.rest_input: patches}
+        for b, name in enumerate(self.rest_blocks):
+            block = np.empty((len(patches), self.channels[b], size, 1), np.float32)
+            for p, start in enumerate(starts):
+                if start is None:
+                    block[p, :, :, 0] = own[p][b]
+                    continue
+                i = edge_index[p]
+                block[p, :, :, 0] = whole[b][:, start : start + size]
+                block[p, :, :c, 0] = edges[b][i, :, :c]
+                block[p, :, size - c :, 0] = edges[b][len(contiguous) + i, :, c:]
+            feeds[name] = block
+        return feeds
 
-        def feeds_for(first: int, stop: int) -> dict[str, np.ndarray]:
-            batch = range(first, stop)
-            loose = [p for p in batch if starts[p] is None]
-            own = dict(zip(loose, zip(*self._own(patches[loose]), strict=True), strict=True)) if loose else {}
-            feeds = {self.rest_input: patches[first:stop]}
-            for b, name in enumerate(self.rest_blocks):
-                block = np.empty((len(batch), self.channels[b], size, 1), np.float32)
-                for row, p in enumerate(batch):
-                    if p in own:
-                        block[row, :, :, 0] = own[p][b]
-                        continue
-                    i, start = edge_index[p], starts[p]
-                    assert start is not None
-                    block[row, :, :, 0] = whole[b][:, start : start + size]
-                    block[row, :, :c, 0] = edges[b][i, :, :c]
-                    block[row, :, size - c :, 0] = edges[b][len(contiguous) + i, :, c:]
-                feeds[name] = block
-            return feeds
-
+    def run(
+        self,
+        bands: np.ndarray,
+        patches: np.ndarray,
+        starts: list[int | None],
+        outputs: list[str],
+        batch_size: int,
+    ) -> dict[str, np.ndarray]:
+        """Outputs for `patches` by graph output name (see `feeds`), in batches of `batch_size`."""
+        feeds = self.feeds(bands, patches, starts)
         graph_outputs = [self.rest.resolve_output(o) for o in outputs]
-        return self.rest.run_batches(len(patches), feeds_for, graph_outputs, batch_size)
+        return self.rest.run_batches(
+            len(patches), lambda a, b: {k: v[a:b] for k, v in feeds.items()}, graph_outputs, batch_size
+        )

@@ -18,7 +18,7 @@ from mirfeat.errors import ModelError
 from mirfeat.families import Family, family_for
 from mirfeat.framesharing import FrameSharing
 from mirfeat.metadata import ModelMetadata
-from mirfeat.patches import patch_batches
+from mirfeat.patches import PatchBatch, patch_batches
 from mirfeat.results import Result
 from mirfeat.runtime import ModelGraph, RunOptions, Session
 
@@ -206,18 +206,39 @@ class Model(_LoadedGraph):
         Only the frames of the batch in hand are kept, whatever the signal's length."""
         names = outputs or self.output_names
         graph_names = [self.graph.graph_name(n) for n in names]
-        sharing = self.frame_sharing if size == self.patch_size else None
-        batch_size = self.graph.session.fixed_batch or self.options.batch_size
         parts: dict[str, list[np.ndarray]] = {g: [] for g in graph_names}
-        for batch in patch_batches(band_chunks, size, hop, last_patch_mode, batch_size, max_patches):
-            if sharing is not None:
-                raw = sharing.run(batch.bands, batch.patches, batch.starts, graph_names, len(batch.patches))
-            else:
-                model_input = self.family.model_input(batch.patches)
-                raw = dict(zip(graph_names, self.graph.run(model_input, graph_names, -1).values(), strict=True))
+        for batch in patch_batches(band_chunks, size, hop, last_patch_mode, self.batch_size, max_patches):
+            raw = self.run_feeds(self.patch_feeds(batch), graph_names)
             for g in graph_names:
                 parts[g].append(raw[g])
         return {name: self.graph.session.concat(parts[g], g) for name, g in zip(names, graph_names, strict=True)}
+
+    @property
+    def batch_size(self) -> int:
+        """Patches per graph run: the graph's fixed batch, else the options'."""
+        return self.graph.session.fixed_batch or self.options.batch_size
+
+    def patch_feeds(self, batch: PatchBatch) -> dict[str, np.ndarray]:
+        """The inputs of the graph that runs per patch, one row per patch of `batch`: the patches in
+        the graph's layout, plus the per-frame features when the model shares frames. Rows from
+        several batches (of several files) can be joined and run together by `run_feeds`."""
+        if self._shares_frames(batch.patches.shape[1]):
+            assert self.frame_sharing is not None
+            return self.frame_sharing.feeds(batch.bands, batch.patches, batch.starts)
+        return {self.graph.input_name: self.graph.fit_to_input(self.family.model_input(batch.patches))}
+
+    def run_feeds(self, feeds: dict[str, np.ndarray], graph_names: list[str]) -> dict[str, np.ndarray]:
+        """Run rows of `patch_feeds` (in batches of `batch_size`): {graph output name: [rows, ...]}."""
+        sharing = self.frame_sharing
+        # Feeds with per-frame block features are the split graph's patch part's; others the whole graph's.
+        session = sharing.rest if sharing and all(b in feeds for b in sharing.rest_blocks) else self.graph.session
+        rows = len(next(iter(feeds.values())))
+        names = [session.resolve_output(g) for g in graph_names]
+        raw = session.run_batches(rows, lambda a, b: {k: v[a:b] for k, v in feeds.items()}, names, self.batch_size)
+        return {g: raw[n] for g, n in zip(graph_names, names, strict=True)}
+
+    def _shares_frames(self, patch_size: int) -> bool:
+        return self.frame_sharing is not None and patch_size == self.patch_size
 
     def patch_times(self, n_patches: int) -> np.ndarray:
         return self.family.patch_times(n_patches, self.patch_hop_size)
