@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from conversion.__main__ import add_convert_arguments  # argparse only; TensorFlow loads on use
 from mirfeat import __version__
-from mirfeat.errors import AudioError, display_name, failure_reason, printable
+from mirfeat.errors import AudioError, MirfeatError, display_name, failure_reason, printable
 from mirfeat.model import DEFAULT_MODEL, load_model
 
 
@@ -58,6 +58,38 @@ def tag(args: argparse.Namespace, out: TextIO) -> int:
                 print(f"  {score:.3f}  {label}", file=out)
             out.flush()
     return 1 if failures else 0
+
+
+def run_command(args: argparse.Namespace, out: TextIO) -> int:
+    from mirfeat.runner import FileResult, run
+
+    try:
+        results = run(
+            args.inputs,
+            args.models,
+            args.output,
+            format=args.format,
+            arrays=args.arrays,
+            jobs=args.jobs,
+            batch_size=args.batch_size,
+            device=args.device,
+            resume=args.resume,
+            top=args.top,
+            last_patch_mode=args.last_patch_mode,
+            progress=args.progress,
+        )
+        done = failed = 0
+        for item in results:
+            if isinstance(item, FileResult):
+                done += 1
+            else:
+                failed += 1
+                tqdm.write(f"error: {item.error}", file=sys.stderr)
+    except (MirfeatError, OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    print(f"{done} files done, {failed} failed; results in {display_name(args.output)}", file=out)
+    return 1 if failed else 0
 
 
 def plot(args: argparse.Namespace, out: TextIO) -> int:
@@ -128,6 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
     plotter.add_argument("--dpi", type=int, default=100)
     plotter.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
     plotter.set_defaults(run=plot)
+
+    runner = commands.add_parser(
+        "run", help="a library through a model and its heads: summary table, per-patch arrays, resumable"
+    )
+    runner.add_argument("inputs", nargs="+", help="files, directories, glob patterns, @manifest.txt or @manifest.csv")
+    runner.add_argument(
+        "-m", "--model", dest="models", action="append", required=True, help="model or head (repeat for more heads)"
+    )
+    runner.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    runner.add_argument("--format", default="jsonl", choices=("jsonl", "csv", "parquet"), help="summary table")
+    runner.add_argument("--arrays", action=argparse.BooleanOptionalAction, default=True, help="per-patch .npz files")
+    runner.add_argument("--jobs", type=positive_int, default=2, help="decode/frontend worker threads (default 2)")
+    runner.add_argument("--batch-size", type=int, default=64)
+    runner.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    runner.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="skip files done")
+    runner.add_argument("--top", type=positive_int, default=5, help="labels per model in the summary (default 5)")
+    runner.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
+    runner.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a terminal)"
+    )
+    runner.set_defaults(run=run_command)
 
     converter = commands.add_parser("convert", help="Essentia .pb -> .onnx (needs the convert extra)")
     add_convert_arguments(converter)

@@ -1,0 +1,446 @@
+"""`mirfeat run`: a library of audio files through one embedding model and its heads, resumable.
+
+    for item in mirfeat.run(["music/"], ["msd-musicnn-1"], "out/"):
+        ...  # FileResult or FileFailure, as each file is done
+
+Worker threads decode each file and compute its bands and patch inputs; the calling thread runs the
+model on batches that mix patches of several files (cross-file batching: short clips fill whole
+batches), then the heads on each file's embeddings. Results go to OUTDIR as each file completes:
+
+    summary.jsonl   one line per file (path, size, mtime, duration, patches, per model: top-k and
+                    clip-level means), appended and flushed as each file is done: the run's journal
+    summary.csv / summary.parquet   the same table, written at the end with --format csv / parquet
+    arrays/*.npz    per-patch outputs and patch times, one file per input (written, then renamed)
+    errors.jsonl    one line per file that failed, with the reason
+    run.json        models (name, path, sha256), mirfeat's version and the run's parameters
+
+A rerun with the same OUTDIR skips the files the journal lists with the same size and mtime, so a
+run killed at any moment loses at most the files in flight.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mirfeat.errors import MirfeatError, display_name, failure_reason
+from mirfeat.model import Head, Model, essentia_rows, load_model
+from mirfeat.patches import patch_batches
+from mirfeat.pipeline import FileFailure
+from mirfeat.results import Result
+from mirfeat.runtime import RunOptions
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".mp4"}
+FORMATS = ("jsonl", "csv", "parquet")
+
+
+@dataclass
+class FileResult:
+    """One file's outputs. outputs: {"MODEL/OUTPUT": [patches, ...]} for the embedding model's
+    outputs and each head's predictions; patch_times: [patches] seconds; summary: the summary row."""
+
+    path: str
+    duration: float
+    patch_times: np.ndarray
+    outputs: dict[str, np.ndarray]
+    summary: dict = field(default_factory=dict)
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files, directories (recursively, audio extensions), glob patterns, and manifests: `@list.txt`
+    (one path a line) or `@list.csv` (a `path` column), relative paths taken from the manifest's
+    folder. Sorted within each directory or pattern; duplicates dropped, first place kept."""
+    paths: list[Path] = []
+    for item in map(str, inputs):
+        if item.startswith("@"):
+            paths += _read_manifest(Path(item[1:]))
+        elif Path(item).is_dir():
+            paths += sorted(p for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        elif glob.has_magic(item):
+            paths += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+        else:
+            paths.append(Path(item))  # a missing file is reported as that file's failure
+    seen: set[str] = set()
+    return [p for p in paths if not (str(p) in seen or seen.add(str(p)))]  # type: ignore[func-returns-value]
+
+
+def _read_manifest(manifest: Path) -> list[Path]:
+    try:
+        text = manifest.read_text()
+    except OSError as exc:
+        raise MirfeatError(f"{manifest}: cannot read the manifest ({exc})") from None
+    if manifest.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        if rows and "path" not in rows[0]:
+            raise MirfeatError(f"{manifest}: a CSV manifest needs a 'path' column")
+        names = [row["path"] for row in rows]
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return [p if p.is_absolute() else manifest.parent / p for p in map(Path, names)]
+
+
+def _file_key(path: Path) -> dict:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Journal:
+    """summary.jsonl and errors.jsonl, appended line by line and flushed; read back to resume."""
+
+    def __init__(self, out_dir: Path, resume: bool):
+        self.summary_path, self.errors_path = out_dir / "summary.jsonl", out_dir / "errors.jsonl"
+        self.done: set[tuple] = set()
+        if resume:
+            self.done = {self._key(row) for row in self.rows()}
+        else:
+            for path in (self.summary_path, self.errors_path):
+                path.unlink(missing_ok=True)
+        self._repair(self.summary_path)
+        self._repair(self.errors_path)
+
+    @staticmethod
+    def _key(row: dict) -> tuple:
+        return row["path"], row["size"], row["mtime_ns"]
+
+    @staticmethod
+    def _repair(path: Path) -> None:
+        """Drop a last line cut short by a kill, so the next line starts clean."""
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        data = path.read_bytes()
+        if not data.endswith(b"\n"):
+            path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def rows(self) -> list[dict]:
+        if not self.summary_path.is_file():
+            return []
+        rows = []
+        for line in self.summary_path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        return rows
+
+    def is_done(self, key: dict) -> bool:
+        return self._key(key) in self.done
+
+    def append(self, path: Path, row: dict) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class _Work:
+    """One file between a worker and the inference loop: its patch inputs, batch by batch."""
+
+    def __init__(self, index: int, path: Path):
+        self.index, self.path = index, path
+        # A few batches ahead at most: memory stays bounded on hour-long files.
+        self.feeds: queue.Queue = queue.Queue(maxsize=2)
+        self.samples = 0
+        self.error: BaseException | None = None
+
+
+def run(
+    inputs: Iterable[str | os.PathLike],
+    models: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    format: str = "jsonl",
+    arrays: bool = True,
+    jobs: int = 2,
+    batch_size: int = 64,
+    device: str = "cpu",
+    threads: int | None = None,
+    resume: bool = True,
+    top: int = 5,
+    last_patch_mode: str = "discard",
+    progress: bool | None = None,
+) -> Iterator[FileResult | FileFailure]:
+    """Run an embedding model (and any heads on its embeddings) over many files; see the module
+    docstring for what goes to `out_dir`. models: paths or names; an audio model and/or heads (the
+    heads' embedding model is found from their metadata when no audio model is given).
+    Yields a FileResult or FileFailure per file as each is done (files already done are skipped)."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
+    options = RunOptions(device=device, batch_size=batch_size, threads=threads)
+    model, heads = _load_models(models, options)
+    out = Path(out_dir)
+    (out / "arrays").mkdir(parents=True, exist_ok=True)
+    journal = _Journal(out, resume)
+    files = expand_inputs(inputs)
+    parameters = {
+        "format": format,
+        "batch_size": batch_size,
+        "jobs": jobs,
+        "device": device,
+        "top": top,
+        "last_patch_mode": last_patch_mode,
+        "resume": resume,
+    }
+    _write_json(out / "run.json", _run_info(model, heads, files, parameters))
+
+    pending: list[tuple[Path, dict | None]] = []
+    for path in files:
+        try:
+            key = _file_key(path)
+        except OSError:
+            key = None  # missing or unreadable: the worker reports it
+        if key is None or not journal.is_done(key):
+            pending.append((path, key))
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(total=len(pending), unit="file", disable=not show, file=sys.stderr, dynamic_ncols=True)
+    started, audio_seconds = time.perf_counter(), 0.0
+    try:
+        for item in _process(model, [p for p, _ in pending], jobs, last_patch_mode):
+            path, key = pending[item.index]
+            if isinstance(item, _Failed):
+                failure = FileFailure(display_name(path), failure_reason(path, item.error))
+                journal.append(journal.errors_path, {"path": failure.source, "error": failure.error})
+                bar.update()
+                yield failure
+                continue
+            result = _finish(model, heads, path, item, top)
+            if arrays:
+                _save_arrays(out / "arrays" / f"{_array_name(path)}.npz", result)
+            result.summary = {**(key or {"path": str(path)}), **result.summary}
+            journal.append(journal.summary_path, result.summary)
+            audio_seconds += result.duration
+            bar.update()
+            bar.set_postfix_str(f"{audio_seconds / max(time.perf_counter() - started, 1e-9):.0f} audio-s/s")
+            yield result
+    finally:
+        bar.close()
+        if format != "jsonl":
+            _write_table(out, journal.rows(), format)
+
+
+def _load_models(models: Sequence[str | os.PathLike], options: RunOptions) -> tuple[Model, list[Head]]:
+    if not models:
+        raise MirfeatError("name at least one model")
+    loaded = [load_model(m, options=options) for m in models]
+    audio = [m for m in loaded if isinstance(m, Model)]
+    heads = [m for m in loaded if isinstance(m, Head)]
+    if len(audio) > 1:
+        raise MirfeatError(f"one audio model a run, not {len(audio)}: {', '.join(m.name for m in audio)}")
+    model = audio[0] if audio else heads[0].embedding_model
+    if heads:
+        from mirfeat.pipeline import Pipeline
+
+        Pipeline(heads, embedding_model=model)  # checks that every head reads this model's embeddings
+    return model, heads
+
+
+class _Done:
+    def __init__(self, index: int, samples: int, outputs: dict[str, np.ndarray]):
+        self.index, self.samples, self.outputs = index, samples, outputs
+
+
+class _Failed:
+    def __init__(self, index: int, error: BaseException):
+        self.index, self.error = index, error
+
+
+def _process(model: Model, paths: list[Path], jobs: int, last_patch_mode: str) -> Iterator[_Done | _Failed]:
+    """Workers prepare files in order (decode, bands, patch inputs); this loop runs batches that
+    take rows from as many files as fill them, and yields each file, in order, once all its rows
+    have run."""
+    works = [_Work(i, p) for i, p in enumerate(paths)]
+    assign = iter(works)
+    lock = threading.Lock()
+    graph_names = [model.graph.graph_name(n) for n in model.output_names]
+
+    def prepare(work: _Work) -> None:
+        def counted() -> Iterator[np.ndarray]:
+            for block in model.audio_blocks(work.path):
+                work.samples += len(block)
+                yield block
+
+        bands = model.family.stream_bands(counted())
+        for batch in patch_batches(bands, model.patch_size, model.patch_hop_size, last_patch_mode, model.batch_size):
+            work.feeds.put(model.patch_feeds(batch))
+        if work.samples == 0:
+            raise MirfeatError(f"{display_name(work.path)}: no audio samples (empty input)")
+
+    def worker() -> None:
+        while True:
+            with lock:
+                work = next(assign, None)
+            if work is None:
+                return
+            try:
+                prepare(work)
+            except Exception as exc:  # this file's failure, reported in its place
+                work.error = exc
+            work.feeds.put(None)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(jobs, 1))]
+    for thread in threads:
+        thread.start()
+    waiting: list[tuple[_Work, dict[str, np.ndarray]]] = []  # rows not run yet
+    outputs: dict[int, dict[str, list[np.ndarray]]] = {}
+    finished: list[_Work] = []  # all rows received, in order; yielded once none is waiting
+    for work in works:
+        while (feeds := work.feeds.get()) is not None:
+            waiting.append((work, feeds))
+            if sum(_rows(f) for _, f in waiting) >= model.batch_size:
+                _run_rows(model, waiting, graph_names, outputs)
+                waiting = []
+        if work.error is not None:
+            waiting = [(w, f) for w, f in waiting if w is not work]
+        finished.append(work)
+        if work is works[-1] and waiting:
+            _run_rows(model, waiting, graph_names, outputs)
+            waiting = []
+        while finished and not any(w is finished[0] for w, _ in waiting):
+            done = finished.pop(0)
+            parts = outputs.pop(done.index, {})
+            if done.error is not None:
+                yield _Failed(done.index, done.error)
+            else:
+                yield _Done(done.index, done.samples, _joined(model, parts, graph_names))
+    for thread in threads:
+        thread.join()
+
+
+def _rows(feeds: dict[str, np.ndarray]) -> int:
+    return len(next(iter(feeds.values())))
+
+
+def _run_rows(model: Model, rows, graph_names: list[str], outputs: dict[int, dict[str, list[np.ndarray]]]) -> None:
+    keys = rows[0][1].keys()
+    feeds = {k: np.concatenate([f[k] for _, f in rows]) for k in keys}
+    raw = model.run_feeds(feeds, graph_names)
+    start = 0
+    for work, f in rows:
+        n = _rows(f)
+        per_file = outputs.setdefault(work.index, {g: [] for g in graph_names})
+        for g in graph_names:
+            per_file[g].append(raw[g][start : start + n])
+        start += n
+
+
+def _joined(model: Model, parts: dict[str, list[np.ndarray]], graph_names: list[str]) -> dict[str, np.ndarray]:
+    return {g: model.graph.session.concat(parts.get(g, []), g) for g in graph_names}
+
+
+def _finish(model: Model, heads: list[Head], path: Path, done: _Done, top: int) -> FileResult:
+    """Name a file's outputs, run the heads on its embeddings, and make its summary row."""
+    rows = {}
+    for name in model.output_names:
+        raw = done.outputs[model.graph.graph_name(name)]
+        rows[name] = raw if model.family.tensor_output else essentia_rows(raw)
+    n_patches = len(next(iter(done.outputs.values()))) if done.outputs else 0
+    patch_times = model.patch_times(n_patches)
+    duration = done.samples / model.sample_rate
+    results = [
+        Result(rows, model.labels, patch_times, model.predictions_name, model.embeddings_name, str(path), duration)
+    ]
+    if heads:
+        embeddings = results[0].embeddings
+        if embeddings is None:
+            raise MirfeatError(f"{model.path}: its metadata names no embeddings output for the heads")
+        results += [head.result(embeddings, patch_times, str(path), duration) for head in heads]
+    names = [model.name] + [head.name for head in heads]
+    outputs = {
+        f"{name}/{key}": value for name, r in zip(names, results, strict=True) for key, value in r.outputs.items()
+    }
+    summary: dict = {"duration": round(duration, 3), "patches": n_patches, "models": {}}
+    for name, result in zip(names, results, strict=True):
+        if result.activations is None or result.activations.ndim != 2:
+            continue
+        means = result.mean()
+        summary["models"][name] = {
+            "top": [[label, round(score, 6)] for label, score in result.top_k(top)],
+            "mean": {label: round(float(m), 6) for label, m in zip(result.labels, means, strict=False)},
+        }
+    return FileResult(str(path), duration, patch_times, outputs, summary)
+
+
+def _array_name(path: Path) -> str:
+    """A file name for a path's arrays: its stem and a short hash of the whole path (stems repeat)."""
+    digest = hashlib.sha1(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem)[:80]
+    return f"{stem}-{digest}"
+
+
+def _save_arrays(target: Path, result: FileResult) -> None:
+    """Per-patch outputs and patch times as .npz, written to a temporary name and renamed."""
+    partial = target.with_suffix(".part.npz")
+    np.savez(partial, patch_times=result.patch_times, **result.outputs)
+    os.replace(partial, target)
+
+
+def _write_json(target: Path, data: dict) -> None:
+    partial = target.with_suffix(".part")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, target)
+
+
+def _run_info(model: Model, heads: list[Head], files: list[Path], parameters: dict) -> dict:
+    from mirfeat import __version__
+
+    return {
+        "mirfeat": __version__,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "models": [
+            {"name": m.name, "path": str(m.path), "sha256": _sha256(m.path), "algorithm": m.family.algorithm}
+            for m in [model, *heads]
+        ],
+        "inputs": len(files),
+        "parameters": parameters,
+    }
+
+
+def flat_row(row: dict) -> dict:
+    """A summary row as flat columns: path, size, mtime_ns, duration, patches, then per model
+    `MODEL:top` (labels, best first) and `MODEL:LABEL` (clip-level mean)."""
+    flat = {k: v for k, v in row.items() if k != "models"}
+    for name, model in row.get("models", {}).items():
+        flat[f"{name}:top"] = " ".join(label for label, _ in model["top"])
+        flat.update({f"{name}:{label}": value for label, value in model["mean"].items()})
+    return flat
+
+
+def _write_table(out: Path, rows: list[dict], format: str) -> None:
+    """The journal as summary.csv or summary.parquet (written, then renamed)."""
+    flat = [flat_row(row) for row in rows]
+    columns = list(dict.fromkeys(key for row in flat for key in row))
+    target = out / f"summary.{format}"
+    partial = target.with_name(f"summary.part.{format}")
+    if format == "csv":
+        with open(partial, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(flat)
+    else:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise MirfeatError("--format parquet needs pyarrow: pip install 'mirfeat[parquet]'") from None
+        pq.write_table(pa.Table.from_pylist(flat, schema=None), partial)
+    os.replace(partial, target)
