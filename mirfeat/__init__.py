@@ -13,6 +13,7 @@ from mirfeat.metadata import ModelMetadata
 from mirfeat.model import DEFAULT_MODEL, Head, Model, bundled_models, load_model
 from mirfeat.pipeline import FileFailure, Pipeline, PipelineResult
 from mirfeat.results import Result
+from mirfeat.runner import FileResult, run
 from mirfeat.runtime import RunOptions
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ __all__ = [
     "AudioError",
     "Family",
     "FileFailure",
+    "FileResult",
     "Head",
     "MirfeatError",
     "ModelError",
@@ -35,5 +37,6 @@ __all__ = [
     "bundled_models",
     "load_audio",
     "load_model",
+    "run",
     "__version__",
 ]
