@@ -1,4 +1,5 @@
-"""`mirfeat tag FILE...`, `mirfeat plot FILE` and `mirfeat convert MODEL.pb`.
+"""`mirfeat tag FILE...`, `mirfeat run INPUT... -m MODEL -o OUTDIR`, `mirfeat models ...`,
+`mirfeat plot FILE` and `mirfeat convert MODEL.pb`.
 
 Exit status: 0 when every file was tagged, 1 when any file failed (the others are still tagged and
 printed), 2 when nothing could start (bad model, bad arguments).
@@ -122,6 +123,57 @@ def convert(args: argparse.Namespace, out: TextIO) -> int:
     return run_convert(args)
 
 
+def models(args: argparse.Namespace, out: TextIO) -> int:
+    """`mirfeat models list | get NAME... | path NAME | verify [NAME...]` (see `mirfeat.cache`)."""
+    from mirfeat.cache import ModelCache
+    from mirfeat.model import BUNDLED_DIR
+    from mirfeat.registry import MODELS, lookup
+
+    try:
+        store = ModelCache(mirror=getattr(args, "mirror", None))
+        if args.action == "list":
+            installed = set(store.installed())
+            rows = [e for e in MODELS.values() if e.name in installed or not args.installed]
+            print(
+                f"# cache: {store.models_dir}  (files: onnx published, pb converted after download, onnx|pb unknown)",
+                file=out,
+            )
+            print(f"{'name':46} {'files':8} {'embedding model':40} cached", file=out)
+            for e in rows:
+                name = e.name if e.runnable else f"{e.name}*"
+                cached = "yes" if e.name in installed else ""
+                print(f"{name:46} {e.format:8} {e.embedding or '-':40} {cached}".rstrip(), file=out)
+            if any(not e.runnable for e in rows):
+                print("* downloads, but mirfeat has no family for its algorithm yet", file=out)
+            return 0
+        if args.action == "get":
+            for name in args.names:
+                print(store.fetch(name, force=args.force), file=out)
+            return 0
+        if args.action == "path":
+            bundled = BUNDLED_DIR / f"{args.name}.onnx"
+            path = bundled if bundled.is_file() else store.cached(lookup(args.name).name)
+            if path is None:
+                print(f"error: {args.name}: not downloaded yet (mirfeat models get {args.name})", file=sys.stderr)
+                return 1
+            print(path, file=out)
+            return 0
+        names = args.names or store.installed()
+        if not names:
+            print(f"no models in {store.models_dir}", file=out)
+        failed = 0
+        for name in names:
+            problems = store.verify(name)
+            failed += bool(problems)
+            print(f"ok      {name}" if not problems else "\n".join(f"FAILED  {p}" for p in problems), file=out)
+        return 1 if failed else 0
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -185,6 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
     converter = commands.add_parser("convert", help="Essentia .pb -> .onnx (needs the convert extra)")
     add_convert_arguments(converter)
     converter.set_defaults(run=convert)
+
+    models_parser = commands.add_parser(
+        "models", help="Essentia's published models by name: list, download (get), locate (path), verify"
+    )
+    actions = models_parser.add_subparsers(dest="action", required=True)
+    lister = actions.add_parser("list", help="the registry: name, files, embedding model, cached")
+    lister.add_argument("--installed", action="store_true", help="only the models in the cache")
+    getter = actions.add_parser("get", help="download (and convert, verify) models and their embedding models")
+    getter.add_argument("names", nargs="+")
+    getter.add_argument("--force", action="store_true", help="delete the cached files and download again")
+    getter.add_argument("--mirror", help="base URL laid out like https://essentia.upf.edu/models/ ($MIRFEAT_MIRROR)")
+    pather = actions.add_parser("path", help="print the .onnx that load_model(NAME) reads, if it is here")
+    pather.add_argument("name")
+    verifier = actions.add_parser("verify", help="check cached files against their recorded / pinned sha256")
+    verifier.add_argument("names", nargs="*", help="default: every cached model")
+    models_parser.set_defaults(run=models)
     return parser
 
 

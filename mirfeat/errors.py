@@ -3,6 +3,7 @@
     MirfeatError            anything mirfeat refuses, with a message meant for the user
     ├── AudioError          an input that cannot be read as audio (also a ValueError)
     └── ModelError          a model file or its metadata that cannot be used (also a ValueError)
+        └── ModelFetchError a model asked for by name that cannot be downloaded, verified or converted
 
 The CLI prints `error: MESSAGE` for these; a batch run records them per file and goes on.
 """
@@ -22,6 +23,11 @@ class AudioError(MirfeatError, ValueError):
 
 class ModelError(MirfeatError, ValueError):
     """A model file or its metadata cannot be used; the message names the file and the field."""
+
+
+class ModelFetchError(ModelError):
+    """A registry model cannot be downloaded, verified or converted (`mirfeat.cache`); the message
+    names the model and the URL or file."""
 
 
 def display_name(path: str | os.PathLike) -> str:

@@ -416,17 +416,29 @@ def bundled_models() -> list[str]:
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
-    """A bundled model's name, an .onnx path, or a .json path with the .onnx beside it."""
+    """A bundled model's name, an .onnx path, a .json path with the .onnx beside it, or the name of
+    one of Essentia's published models (`mirfeat models list`): fetched into the cache on first use
+    (`mirfeat.cache`; a head brings its embedding model)."""
     path = Path(name_or_path)
     if path.suffix == ".json":
         path = path.with_suffix(".onnx")
     if path.exists():
         return path
-    bundled = BUNDLED_DIR / f"{path.stem if path.suffix == '.onnx' else name_or_path}.onnx"
+    name = path.stem if path.suffix == ".onnx" else str(name_or_path)
+    bundled = BUNDLED_DIR / f"{name}.onnx"
     if bundled.is_file():
         return bundled
+    if path.parent == Path(".") and path.suffix in ("", ".onnx"):
+        from mirfeat.cache import resolve  # no network code at `import mirfeat`
+
+        cached = resolve(name)
+        if cached is not None:
+            return cached
     known = ", ".join(bundled_models()) or "none"
-    raise FileNotFoundError(f"{name_or_path}: no such model file, and not a bundled model ({known})")
+    raise FileNotFoundError(
+        f"{name_or_path}: no such model file, and not a bundled model ({known}) nor one of Essentia's "
+        "published models (`mirfeat models list`)"
+    )
 
 
 def load_model(
