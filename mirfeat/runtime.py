@@ -8,10 +8,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from mirfeat.errors import ModelError
 from mirfeat.metadata import ModelMetadata, OutputSpec
+
+
+def _check_onnxruntime_for_numpy() -> None:
+    """onnxruntime before 1.19 is built against numpy 1 and crashes on numpy 2 (pip lets the two
+    meet on platforms whose newest onnxruntime is older): say so instead of crashing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ort_version = version("onnxruntime")
+    except PackageNotFoundError:
+        return  # onnxruntime-gpu, or a build without metadata
+    major, minor = (int(part) for part in ort_version.split(".")[:2])
+    if (major, minor) < (1, 19) and int(np.__version__.split(".")[0]) >= 2:
+        raise ImportError(
+            f"onnxruntime {ort_version} needs numpy 1 (numpy {np.__version__} is installed): "
+            "pip install 'numpy<2', or a newer onnxruntime where your platform has one"
+        )
+
+
+_check_onnxruntime_for_numpy()
+
+import onnxruntime as ort  # noqa: E402  (after the check: an old build crashes on import)
 
 DEVICES = ("cpu", "cuda")
 

@@ -10,12 +10,13 @@ Essentia on the .pb files.
 import json
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from conftest import AUDIO_DIR, essentia_load, run_python
 
 import mirfeat.essentia as mirfeat_essentia
+
+onnx = pytest.importorskip("onnx", reason="the convert extra (onnx) is not installed")
 
 TOL = 1e-4
 EFFNET = "discogs-effnet-bs64-small-seeded-1"
