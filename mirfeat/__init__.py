@@ -6,7 +6,7 @@
 >>> result.activations.shape, result.embeddings.shape   # (patches, 50), (patches, 200)
 """
 
-from mirfeat.audio import load_audio
+from mirfeat.audio import load_audio, stream_audio
 from mirfeat.errors import AudioError, MirfeatError, ModelError
 from mirfeat.families import FAMILIES, Family
 from mirfeat.metadata import ModelMetadata
@@ -37,6 +37,7 @@ __all__ = [
     "bundled_models",
     "load_audio",
     "load_model",
+    "stream_audio",
     "run",
     "__version__",
 ]

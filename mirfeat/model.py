@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirfeat.audio import AudioError, AudioInput, load_audio
+from mirfeat.audio import AudioError, AudioInput, load_audio, stream_audio
 from mirfeat.errors import ModelError
 from mirfeat.families import Family, family_for
 from mirfeat.framesharing import FrameSharing
@@ -275,7 +275,7 @@ class Model(_LoadedGraph):
 
     def audio_blocks(self, audio: AudioInput, sample_rate: int | None = None) -> Iterator[np.ndarray]:
         """Mono float32 blocks at the model's rate, decoded and resampled as they are needed."""
-        yield load_audio(audio, self.sample_rate, input_rate=sample_rate)
+        return stream_audio(audio, self.sample_rate, input_rate=sample_rate)
 
 
 class _SampleCount:

@@ -168,6 +168,19 @@ def patches_2d_pb(tmp_path_factory) -> Path:
     return path
 
 
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
+    """A 16-bit PCM WAV with the standard library (the fast tier needs no soundfile)."""
+    import wave
+
+    pcm = np.clip(np.asarray(samples, np.float32), -1.0, 32767 / 32768) * 32768
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1])
+        f.setsampwidth(2)
+        f.setframerate(sample_rate)
+        f.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
 def essentia_load(es, path: Path, sample_rate: int = 16000) -> np.ndarray:
     return es.MonoLoader(filename=str(path), sampleRate=sample_rate)()
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import AUDIO_DIR, ESSENTIA_MODELS, run_python
+from conftest import AUDIO_DIR, ESSENTIA_MODELS, run_python, write_wav
 
 import mirfeat
 from mirfeat.cli import main
@@ -82,10 +82,9 @@ def test_a_closed_pipe_ends_quietly():
 
 def test_tag_short_clip_says_so(tmp_path, capsys):
     import numpy as np
-    import soundfile
 
     short = tmp_path / "short.wav"
-    soundfile.write(short, np.zeros(16000, np.float32), 16000)
+    write_wav(short, np.zeros(16000, np.float32), 16000)
     assert main(["tag", str(short)]) == 0
     assert "shorter than one patch" in capsys.readouterr().out
 
@@ -111,3 +110,14 @@ def test_readme_first_command_needs_only_the_repository(capsys):
     assert "mirfeat tag examples/demo.flac" in readme
     assert main(["tag", str(ROOT / "examples" / "demo.flac"), "--top", "3"]) == 0
     assert "electronic" in capsys.readouterr().out
+
+
+def test_undecodable_file_name_is_printed_escaped(tmp_path, capsys):
+    import os
+
+    name = os.fsdecode(b"caf\xe9-\xff.wav")  # Latin-1 bytes: not UTF-8
+    path = tmp_path / name
+    path.write_bytes((AUDIO_DIR / "vignesh.wav").read_bytes())
+    assert main(["tag", str(path), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["file"].endswith("caf\\xe9-\\xff.wav") and record["tags"]

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-import soundfile
+from conftest import write_wav
 
 import mirfeat
 from mirfeat.essentia import MonoLoader, TensorflowPredictMusiCNN
@@ -46,7 +46,7 @@ def test_empty_input(model, tmp_path):
     with pytest.raises(ValueError, match="empty input signal"):
         TensorflowPredictMusiCNN(graphFilename="msd-musicnn-1")(np.zeros(0, np.float32))
     empty = tmp_path / "empty.wav"
-    soundfile.write(empty, np.zeros((0, 1), np.float32), 16000)
+    write_wav(empty, np.zeros(0, np.float32), 16000)
     with pytest.raises(mirfeat.AudioError, match="empty.wav: no audio samples"):
         model(empty)
 
