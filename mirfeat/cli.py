@@ -20,6 +20,7 @@ from conversion.__main__ import add_convert_arguments  # argparse only; TensorFl
 from mirfeat import __version__
 from mirfeat.errors import AudioError, MirfeatError, display_name, failure_reason, printable
 from mirfeat.model import DEFAULT_MODEL, load_model
+from mirfeat.runtime import DEFAULT_BATCH
 
 
 def tag(args: argparse.Namespace, out: TextIO) -> int:
@@ -192,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.add_argument("--top", type=positive_int, default=5, help="how many tags (default 5)")
     tagger.add_argument("--json", action="store_true", help="print one JSON object per file, as each is done")
     tagger.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    tagger.add_argument("--batch-size", type=int, default=64)
+    tagger.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per run (default {DEFAULT_BATCH})"
+    )
     tagger.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
     tagger.add_argument(
         "--progress",
@@ -224,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--format", default="jsonl", choices=("jsonl", "csv", "parquet"), help="summary table")
     runner.add_argument("--arrays", action=argparse.BooleanOptionalAction, default=True, help="per-patch .npz files")
     runner.add_argument("--jobs", type=positive_int, default=2, help="decode/frontend worker threads (default 2)")
-    runner.add_argument("--batch-size", type=int, default=64)
+    runner.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per run (default {DEFAULT_BATCH})"
+    )
     runner.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     runner.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="skip files done")
     runner.add_argument("--top", type=positive_int, default=5, help="labels per model in the summary (default 5)")

@@ -16,7 +16,7 @@ import numpy as np
 
 from mirfeat.runtime import Session
 
-_CHUNK_FRAMES = 8192  # bounds memory on long inputs: 204 x 8192 floats per block
+_CHUNK_FRAMES = 1024  # frames per run of the per-frame graph: its activations (~50 kB a frame) bound memory
 
 
 class FrameSharing:

@@ -20,7 +20,7 @@ from mirfeat.framesharing import FrameSharing
 from mirfeat.metadata import ModelMetadata
 from mirfeat.patches import PatchBatch, patch_batches
 from mirfeat.results import Result
-from mirfeat.runtime import ModelGraph, RunOptions, Session
+from mirfeat.runtime import DEFAULT_BATCH, ModelGraph, RunOptions, Session
 
 BUNDLED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "msd-musicnn-1"
@@ -445,7 +445,7 @@ def load_model(
     name_or_path: str | os.PathLike = DEFAULT_MODEL,
     *,
     device: str = "cpu",
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH,
     threads: int | None = None,
     embedding_model: Model | None = None,
     options: RunOptions | None = None,

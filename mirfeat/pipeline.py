@@ -24,7 +24,7 @@ from mirfeat.audio import AudioInput
 from mirfeat.errors import display_name, failure_reason
 from mirfeat.model import Head, Model, load_model, same_model
 from mirfeat.results import Result
-from mirfeat.runtime import RunOptions
+from mirfeat.runtime import DEFAULT_BATCH, RunOptions
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Pipeline:
         embedding_model: Model | str | os.PathLike | None = None,
         *,
         device: str = "cpu",
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH,
         threads: int | None = None,
         options: RunOptions | None = None,
     ):

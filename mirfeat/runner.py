@@ -41,7 +41,7 @@ from mirfeat.model import Head, Model, essentia_rows, load_model
 from mirfeat.patches import patch_batches
 from mirfeat.pipeline import FileFailure
 from mirfeat.results import Result
-from mirfeat.runtime import RunOptions
+from mirfeat.runtime import DEFAULT_BATCH, RunOptions
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".mp4"}
 FORMATS = ("jsonl", "csv", "parquet")
@@ -172,7 +172,7 @@ def run(
     format: str = "jsonl",
     arrays: bool = True,
     jobs: int = 2,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH,
     device: str = "cpu",
     threads: int | None = None,
     resume: bool = True,

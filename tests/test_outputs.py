@@ -129,3 +129,19 @@ def test_bundled_model_ships_its_frame_sharing_split():
     model = mirfeat.load_model()
     assert model.frame_sharing is not None
     assert model.metadata.raw["mirfeat"]["frame_sharing"]["context"] == 3
+
+
+def test_streaming_a_file_equals_the_whole_signal_path(tmp_path):
+    """A 3-minute 44.1 kHz file through the streaming path (decode, bands, patches and batches
+    block by block) equals bands of the whole decoded signal cut and run at once."""
+    from conftest import write_wav
+
+    music = mirfeat.load_audio(AUDIO_DIR / "techno_loop.mp3", 44100)
+    path = write_wav(tmp_path / "long.wav", np.tile(music, 6), 44100)
+    model = mirfeat.load_model(batch_size=16)
+    streamed = model(path)
+    signal = mirfeat.load_audio(path, 16000)
+    everything = mirfeat.load_model(batch_size=-1).run_patches(model.bands(signal))  # one batch
+    assert streamed.activations.shape == (len(everything["model/Sigmoid"]), 50)
+    np.testing.assert_allclose(streamed.activations, everything["model/Sigmoid"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(streamed.embeddings, everything["model/dense/BiasAdd"], rtol=0, atol=1e-5)
