@@ -92,9 +92,24 @@ def stream_audio(
         mono = downmix(source, name)
         resampler = Resampler(rate, out_rate, recipe, name, whole_array=len(mono))
         return _blocks(resampler.run(_chunks(mono)), int(block_size))
-    decoder = _Decoder(source, name)  # opens now: a bad file fails here, not at the first next()
+    try:
+        decoder = _Decoder(source, name)  # opens now: a bad file fails here, not at the first next()
+    except AudioError:
+        raise
+    except Exception as exc:  # whatever a damaged file makes FFmpeg or PyAV raise
+        raise AudioError(f"{name}: cannot decode as audio ({type(exc).__name__}: {exc})") from None
     resampler = Resampler(decoder.rate, out_rate, recipe, name)
-    return _blocks(resampler.run(decoder), int(block_size))
+    return _named_errors(_blocks(resampler.run(decoder), int(block_size)), name)
+
+
+def _named_errors(blocks: Iterator[np.ndarray], name: str) -> Iterator[np.ndarray]:
+    """Blocks, with any failure of a damaged file while decoding turned into an AudioError naming it."""
+    try:
+        yield from blocks
+    except AudioError:
+        raise
+    except Exception as exc:
+        raise AudioError(f"{name}: cannot decode as audio ({type(exc).__name__}: {exc})") from None
 
 
 def check_rate(rate: object, what: str = "sample rate", name: str | None = None) -> int:
