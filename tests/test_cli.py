@@ -121,3 +121,15 @@ def test_undecodable_file_name_is_printed_escaped(tmp_path, capsys):
     assert main(["tag", str(path), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["file"].endswith("caf\\xe9-\\xff.wav") and record["tags"]
+
+
+def test_a_full_disk_is_an_error_not_a_traceback():
+    """stdout on a full disk (/dev/full): one `error:` line, exit 1."""
+    import subprocess
+    import sys
+
+    code = f"import sys; from mirfeat.cli import main; sys.exit(main(['tag', {str(AUDIO_DIR / 'vignesh.wav')!r}]))"
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 1
+    assert "error: cannot write the output" in proc.stderr and "Traceback" not in proc.stderr

@@ -117,3 +117,16 @@ def test_facade_refuses_nan_and_inf(bad):
     audio[10] = bad
     with pytest.raises(mirfeat.AudioError, match="NaN or infinite"):
         TensorflowPredictMusiCNN(graphFilename="msd-musicnn-1")(audio)
+
+
+@pytest.mark.parametrize("rate", [0, float("nan"), -16000])
+def test_model_refuses_a_rate_that_is_not_one(model, rate):
+    """`sample_rate=0` used to mean "no rate given": a 44.1 kHz clip was taken as 16 kHz."""
+    with pytest.raises(mirfeat.AudioError, match="input_rate must be"):
+        model(np.zeros(44100, np.float32), sample_rate=rate)
+
+
+def test_uint8_arrays_are_re_centred(model):
+    """uint8 PCM is offset binary: 128 is silence (it used to come out as +0.5 DC)."""
+    silence = np.full(48000, 128, np.uint8)
+    np.testing.assert_array_equal(mirfeat.load_audio(silence, 16000), 0)
