@@ -65,6 +65,8 @@ def tag(args: argparse.Namespace, out: TextIO) -> int:
 def run_command(args: argparse.Namespace, out: TextIO) -> int:
     from mirfeat.runner import FileResult, run
 
+    if args.engine == "ray":
+        return ray_run_command(args, out)
     try:
         results = run(
             args.inputs,
@@ -92,6 +94,34 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     print(f"{done} files done, {failed} failed; results in {display_name(args.output)}", file=out)
     return 1 if failed else 0
+
+
+def ray_run_command(args: argparse.Namespace, out: TextIO) -> int:
+    """`mirfeat run --engine ray`: rows to OUTDIR/ray-parquet/ (see mirfeat.ray_engine); --jobs model actors."""
+    try:
+        from mirfeat import ray_engine
+
+        failures = ray_engine.run(
+            args.inputs,
+            args.models,
+            args.output,
+            address=args.address,
+            batch_size=args.batch_size,
+            device=args.device,
+            concurrency=args.jobs,
+            top=args.top,
+            last_patch_mode=args.last_patch_mode,
+        )
+    except ImportError as exc:
+        print(f"error: --engine ray needs the ray extra (pip install 'mirfeat[ray]'): {exc}", file=sys.stderr)
+        return 2
+    except (MirfeatError, OSError, ValueError, RuntimeError, ConnectionError) as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    for failure in failures:
+        print(f"error: {printable(failure['error'])}", file=sys.stderr)
+    print(f"{len(failures)} failed; results in {display_name(args.output / 'ray-parquet')}", file=out)
+    return 1 if failures else 0
 
 
 def plot(args: argparse.Namespace, out: TextIO) -> int:
@@ -236,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
     runner.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a terminal)"
+    )
+    runner.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "ray"),
+        help="local: threads in this process; ray: a Ray cluster, rows to OUTDIR/ray-parquet/ (ray extra)",
+    )
+    runner.add_argument(
+        "--address", help="with --engine ray: 'auto', 'ray://HOST:10001' (default: $RAY_ADDRESS, else a local Ray)"
     )
     runner.set_defaults(run=run_command)
 

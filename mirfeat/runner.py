@@ -92,7 +92,8 @@ def _read_manifest(manifest: Path) -> list[Path]:
     return [p if p.is_absolute() else manifest.parent / p for p in map(Path, names)]
 
 
-def _file_key(path: Path) -> dict:
+def file_key(path: Path) -> dict:
+    """A file's identity in the summary: resolved path, size and mtime_ns (OSError when it cannot be read)."""
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
@@ -187,7 +188,7 @@ def run(
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
     options = RunOptions(device=device, batch_size=batch_size, threads=threads)
-    model, heads = _load_models(models, options)
+    model, heads = load_models(models, options)
     out = Path(out_dir)
     (out / "arrays").mkdir(parents=True, exist_ok=True)
     journal = _Journal(out, resume)
@@ -206,7 +207,7 @@ def run(
     pending: list[tuple[Path, dict | None]] = []
     for path in files:
         try:
-            key = _file_key(path)
+            key = file_key(path)
         except OSError:
             key = None  # missing or unreadable: the worker reports it
         if key is None or not journal.is_done(key):
@@ -238,7 +239,9 @@ def run(
             _write_table(out, journal.rows(), format)
 
 
-def _load_models(models: Sequence[str | os.PathLike], options: RunOptions) -> tuple[Model, list[Head]]:
+def load_models(models: Sequence[str | os.PathLike], options: RunOptions) -> tuple[Model, list[Head]]:
+    """A run's models: the one audio model and its heads (the heads' embedding model when no audio
+    model is named); an error when there are several audio models or a head does not fit it."""
     if not models:
         raise MirfeatError("name at least one model")
     loaded = [load_model(m, options=options) for m in models]
@@ -307,13 +310,13 @@ def _process(model: Model, paths: list[Path], jobs: int, last_patch_mode: str) -
         while (feeds := work.feeds.get()) is not None:
             waiting.append((work, feeds))
             if sum(_rows(f) for _, f in waiting) >= model.batch_size:
-                _run_rows(model, waiting, graph_names, outputs)
+                run_rows(model, waiting, graph_names, outputs)
                 waiting = []
         if work.error is not None:
             waiting = [(w, f) for w, f in waiting if w is not work]
         finished.append(work)
         if work is works[-1] and waiting:
-            _run_rows(model, waiting, graph_names, outputs)
+            run_rows(model, waiting, graph_names, outputs)
             waiting = []
         while finished and not any(w is finished[0] for w, _ in waiting):
             done = finished.pop(0)
@@ -330,7 +333,9 @@ def _rows(feeds: dict[str, np.ndarray]) -> int:
     return len(next(iter(feeds.values())))
 
 
-def _run_rows(model: Model, rows, graph_names: list[str], outputs: dict[int, dict[str, list[np.ndarray]]]) -> None:
+def run_rows(model: Model, rows, graph_names: list[str], outputs: dict[int, dict[str, list[np.ndarray]]]) -> None:
+    """Run `patch_feeds` rows of several files as one batch. rows: [(item with an `.index`, feeds)];
+    each file's outputs are appended, in order, to outputs[index][graph name]."""
     keys = rows[0][1].keys()
     feeds = {k: np.concatenate([f[k] for _, f in rows]) for k in keys}
     raw = model.run_feeds(feeds, graph_names)
@@ -345,6 +350,14 @@ def _run_rows(model: Model, rows, graph_names: list[str], outputs: dict[int, dic
 
 def _joined(model: Model, parts: dict[str, list[np.ndarray]], graph_names: list[str]) -> dict[str, np.ndarray]:
     return {g: model.graph.session.concat(parts.get(g, []), g) for g in graph_names}
+
+
+def finish_file(
+    model: Model, heads: list[Head], path: Path, samples: int, outputs: dict[str, np.ndarray], top: int
+) -> FileResult:
+    """A file's FileResult from its audio model outputs ({graph output name: [patches, ...]}) and
+    its length in samples: the heads run on its embeddings, and the summary row (without path keys)."""
+    return _finish(model, heads, path, _Done(0, samples, outputs), top)
 
 
 def _finish(model: Model, heads: list[Head], path: Path, done: _Done, top: int) -> FileResult:
