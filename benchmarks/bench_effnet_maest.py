@@ -119,7 +119,8 @@ def worker_decode(out: Path) -> None:
 
 
 def make_job(job: str, models: Path):
-    """{stage: callable(audio)} for a job; the first stage's 60 s output is kept for the check."""
+    """{stage: callable(audio)} for a job, and the library version; the first stage's output on the
+    shortest duration is kept for the check."""
     bs64, dynamic, maest = (models / f"{EFFNET_BS64}", models / f"{EFFNET_DYNAMIC}", models / f"{MAEST_10S}")
     if job.startswith("essentia"):
         essentia, es = essentia_quiet()
@@ -534,6 +535,7 @@ def explore(models: Path, family: str, repeats: int) -> None:
     else:
         variants["batch 1, mirfeat's session (the facade's batch)"] = (session(base), 1)
         variants[f"batch {len(patches)} (load_model's batch 64: all patches at once)"] = (session(base), len(patches))
+        variants["batch 2"] = (session(base), 2)
         variants["batch 1, 1 thread"] = (session(base, threads=1), 1)
         variants["batch 1, spinning on"] = (session(base, spin="1"), 1)
         variants["batch 1, ORT_ENABLE_EXTENDED"] = (session(base, level="ORT_ENABLE_EXTENDED"), 1)
