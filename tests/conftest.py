@@ -159,13 +159,20 @@ def identity_pb(tmp_path_factory) -> Path:
     return path
 
 
+def build_test_graph(tmp_path_factory, kind: str, name: str, convert: bool = True) -> Path:
+    """`tests/tf_graphs.py KIND` written as NAME.pb in a fresh folder (and converted to NAME.onnx
+    beside it), each in its own process."""
+    path = tmp_path_factory.mktemp(kind.replace("-", "_")) / f"{name}.pb"
+    run_python(str(ROOT / "tests" / "tf_graphs.py"), kind, str(path))
+    if convert:
+        run_python("-m", "conversion", "convert", str(path), "-o", str(path.with_suffix(".onnx")))
+    return path
+
+
 @pytest.fixture(scope="session")
 def patches_2d_pb(tmp_path_factory) -> Path:
     """[B, 4, 128] patches of embedding rows -> `model/Flatten` [B, 512], and its .onnx beside it."""
-    path = tmp_path_factory.mktemp("patches_2d") / "patches_2d.pb"
-    run_python(str(ROOT / "tests" / "tf_graphs.py"), "patches-2d", str(path))
-    run_python("-m", "conversion", "convert", str(path), "-o", str(path.with_suffix(".onnx")))
-    return path
+    return build_test_graph(tmp_path_factory, "patches-2d", "patches_2d")
 
 
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> Path:
@@ -258,10 +265,7 @@ def identity_vggish_pb(tmp_path_factory) -> Path:
 def identity_effnet(tmp_path_factory) -> Path:
     """EffNet-Discogs' tensor names on an identity graph with the bs64 batch: `identity.pb` and its
     conversion `identity.onnx` (batch fixed at 64) side by side."""
-    path = tmp_path_factory.mktemp("identity_effnet") / "identity.pb"
-    run_python(str(ROOT / "tests" / "tf_graphs.py"), "identity-effnet", str(path))
-    run_python("-m", "conversion", "convert", str(path), "-o", str(path.with_suffix(".onnx")))
-    return path
+    return build_test_graph(tmp_path_factory, "identity-effnet", "identity")
 
 
 TENSORFLOW_FIXTURES.append("identity_effnet")
@@ -336,10 +340,7 @@ TENSORFLOW_FIXTURES.extend(["effnet_dir", "maest_dir", "yamnet_dir"])
 @pytest.fixture(scope="session")
 def identity_tempocnn(tmp_path_factory) -> Path:
     """TempoCNN's tensor names and [B, 40, 256, 1] layout on an identity graph (.pb, .onnx beside it)."""
-    path = tmp_path_factory.mktemp("identity_tempocnn") / "identity.pb"
-    run_python(str(ROOT / "tests" / "tf_graphs.py"), "identity-tempocnn", str(path))
-    run_python("-m", "conversion", "convert", str(path), "-o", str(path.with_suffix(".onnx")))
-    return path
+    return build_test_graph(tmp_path_factory, "identity-tempocnn", "identity")
 
 
 TENSORFLOW_FIXTURES.append("identity_tempocnn")
