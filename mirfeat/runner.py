@@ -10,7 +10,9 @@ batches), then the heads on each file's embeddings. Results go to OUTDIR as each
     summary.jsonl   one line per file (path, size, mtime, duration, patches, per model: top-k and
                     clip-level means), appended and flushed as each file is done: the run's journal
     summary.csv / summary.parquet   the same table, written at the end with --format csv / parquet
-    arrays/*.npz    per-patch outputs and patch times, one file per input (written, then renamed)
+    arrays/*.npz    per-patch outputs and patch times, one file per input (written, then renamed);
+                    arrays/*.parquet instead with --format parquet (a row per patch: patch_time and
+                    one fixed-size list column per output, its per-patch shape in the field metadata)
     errors.jsonl    one line per file that failed, with the reason
     run.json        models (name, path, sha256), mirfeat's version and the run's parameters
 
@@ -44,7 +46,8 @@ from mirfeat.results import Result
 from mirfeat.runtime import DEFAULT_BATCH, RunOptions
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".mp4"}
-FORMATS = ("jsonl", "csv", "parquet")
+# The summary table (jsonl and npz: the journal alone) and the per-patch arrays (parquet: Parquet, else .npz).
+FORMATS = ("jsonl", "csv", "npz", "parquet")
 
 
 @dataclass
@@ -185,16 +188,14 @@ def run(
     docstring for what goes to `out_dir`. models: paths or names; an audio model and/or heads (the
     heads' embedding model is found from their metadata when no audio model is given).
     Yields a FileResult or FileFailure per file as each is done (files already done are skipped)."""
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
+    output = OutputDir(out_dir, format=format, arrays=arrays, resume=resume)
     options = RunOptions(device=device, batch_size=batch_size, threads=threads)
     model, heads = load_models(models, options)
-    out = Path(out_dir)
-    (out / "arrays").mkdir(parents=True, exist_ok=True)
-    journal = _Journal(out, resume)
     files = expand_inputs(inputs)
     parameters = {
+        "engine": "local",
         "format": format,
+        "arrays": arrays,
         "batch_size": batch_size,
         "jobs": jobs,
         "device": device,
@@ -202,41 +203,111 @@ def run(
         "last_patch_mode": last_patch_mode,
         "resume": resume,
     }
-    _write_json(out / "run.json", _run_info(model, heads, files, parameters))
-
-    pending: list[tuple[Path, dict | None]] = []
-    for path in files:
-        try:
-            key = file_key(path)
-        except OSError:
-            key = None  # missing or unreadable: the worker reports it
-        if key is None or not journal.is_done(key):
-            pending.append((path, key))
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(total=len(pending), unit="file", disable=not show, file=sys.stderr, dynamic_ncols=True)
-    started, audio_seconds = time.perf_counter(), 0.0
+    pending = output.start(model, heads, files, parameters)
+    bar = progress_bar(len(pending), progress)
     try:
         for item in _process(model, [p for p, _ in pending], jobs, last_patch_mode):
             path, key = pending[item.index]
             if isinstance(item, _Failed):
-                failure = FileFailure(display_name(path), failure_reason(path, item.error))
-                journal.append(journal.errors_path, {"path": failure.source, "error": failure.error})
+                failure = output.record_failure(path, failure_reason(path, item.error))
                 bar.update()
                 yield failure
                 continue
             result = _finish(model, heads, path, item, top)
-            if arrays:
-                _save_arrays(out / "arrays" / f"{_array_name(path)}.npz", result)
+            target = output.arrays_path(path)
+            if target is not None:
+                save_arrays(target, result)
             result.summary = {**(key or {"path": str(path)}), **result.summary}
-            journal.append(journal.summary_path, result.summary)
-            audio_seconds += result.duration
-            bar.update()
-            bar.set_postfix_str(f"{audio_seconds / max(time.perf_counter() - started, 1e-9):.0f} audio-s/s")
+            output.record(result.summary)
+            bar.done(result.duration)
             yield result
     finally:
         bar.close()
-        if format != "jsonl":
-            _write_table(out, journal.rows(), format)
+        output.close()
+
+
+class OutputDir:
+    """A run's OUTDIR (see the module docstring), shared by the local and the Ray engine: the
+    journal, errors.jsonl, run.json, where each file's arrays go, and the summary table at the end."""
+
+    def __init__(self, out_dir: str | os.PathLike, *, format: str = "jsonl", arrays: bool = True, resume: bool = True):
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
+        self.path, self.format, self.arrays, self.resume = Path(out_dir), format, arrays, resume
+        self._journal: _Journal | None = None
+
+    @property
+    def journal(self) -> _Journal:
+        if self._journal is None:
+            raise RuntimeError("OutputDir.start() first")
+        return self._journal
+
+    @property
+    def arrays_format(self) -> str:
+        return "parquet" if self.format == "parquet" else "npz"
+
+    def start(
+        self, model: Model, heads: list[Head], files: list[Path], parameters: dict
+    ) -> list[tuple[Path, dict | None]]:
+        """Write run.json; the files still to do, each with its key (None when it cannot be read:
+        the engine reports why), in input order."""
+        (self.path / "arrays").mkdir(parents=True, exist_ok=True)
+        self._journal = _Journal(self.path, self.resume)
+        _write_json(self.path / "run.json", _run_info(model, heads, files, parameters))
+        pending: list[tuple[Path, dict | None]] = []
+        for path in files:
+            try:
+                key: dict | None = file_key(path)
+            except OSError:
+                key = None
+            if key is None or not self.journal.is_done(key):
+                pending.append((path, key))
+        return pending
+
+    def arrays_path(self, path: Path) -> Path | None:
+        """Where a file's per-patch arrays go (None without arrays)."""
+        if not self.arrays:
+            return None
+        return array_file(self.path / "arrays", path, self.arrays_format)
+
+    def record(self, row: dict) -> None:
+        """A file done: its summary row (with its key) to the journal."""
+        self.journal.append(self.journal.summary_path, row)
+
+    def record_failure(self, path: Path, reason: str) -> FileFailure:
+        failure = FileFailure(display_name(path), reason)
+        self.journal.append(self.journal.errors_path, {"path": failure.source, "error": failure.error})
+        return failure
+
+    def close(self) -> None:
+        """The summary table from the whole journal (this run's files and earlier runs')."""
+        if self._journal is not None and self.format in ("csv", "parquet"):
+            _write_table(self.path, self.journal.rows(), self.format)
+
+
+class _Progress:
+    """A tqdm bar of files with audio-seconds per second; quiet when not wanted."""
+
+    def __init__(self, total: int, show: bool):
+        self.bar = tqdm(total=total, unit="file", disable=not show, file=sys.stderr, dynamic_ncols=True)
+        self.started, self.audio_seconds = time.perf_counter(), 0.0
+
+    def update(self) -> None:
+        self.bar.update()
+
+    def done(self, seconds: float) -> None:
+        self.audio_seconds += seconds
+        self.bar.update()
+        rate = self.audio_seconds / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{rate:.0f} audio-s/s")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress_bar(total: int, progress: bool | None) -> _Progress:
+    """A progress bar on stderr (default: when stderr is a terminal)."""
+    return _Progress(total, sys.stderr.isatty() if progress is None else progress)
 
 
 def load_models(models: Sequence[str | os.PathLike], options: RunOptions) -> tuple[Model, list[Head]]:
@@ -393,18 +464,65 @@ def _finish(model: Model, heads: list[Head], path: Path, done: _Done, top: int) 
     return FileResult(str(path), duration, patch_times, outputs, summary)
 
 
+def array_file(folder: Path, path: Path, arrays_format: str) -> Path:
+    """Where in `folder` a file's arrays go: its stem and a short hash of its resolved path (stems
+    repeat), with the format's suffix (npz or parquet)."""
+    return folder / f"{_array_name(path)}.{arrays_format}"
+
+
 def _array_name(path: Path) -> str:
-    """A file name for a path's arrays: its stem and a short hash of the whole path (stems repeat)."""
     digest = hashlib.sha1(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:12]
     stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem)[:80]
     return f"{stem}-{digest}"
 
 
-def _save_arrays(target: Path, result: FileResult) -> None:
-    """Per-patch outputs and patch times as .npz, written to a temporary name and renamed."""
-    partial = target.with_suffix(".part.npz")
-    np.savez(partial, patch_times=result.patch_times, **result.outputs)
+def save_arrays(target: Path, result: FileResult) -> None:
+    """Per-patch outputs and patch times as .npz (`patch_times` and one array per output) or, for a
+    .parquet target, as Parquet (a row per patch: `patch_time`, then per output a fixed-size list
+    of its flattened per-patch values, the per-patch shape in the field's `shape` metadata);
+    written to a temporary name and renamed."""
+    partial = target.with_name(f"{target.stem}.part{target.suffix}")
+    if target.suffix == ".parquet":
+        _write_arrays_parquet(partial, result)
+    else:
+        np.savez(partial, patch_times=result.patch_times, **result.outputs)
     os.replace(partial, target)
+
+
+def _write_arrays_parquet(target: Path, result: FileResult) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MirfeatError("--format parquet needs pyarrow: pip install 'mirfeat[parquet]'") from None
+    n = len(result.patch_times)
+    fields, columns = [pa.field("patch_time", pa.float64())], [pa.array(np.asarray(result.patch_times, np.float64))]
+    for name, value in result.outputs.items():
+        width = int(np.prod(value.shape[1:]))
+        values = pa.array(np.ascontiguousarray(value).reshape(n * width))
+        fields.append(pa.field(name, pa.list_(values.type, width), metadata={"shape": json.dumps(value.shape[1:])}))
+        columns.append(pa.FixedSizeListArray.from_arrays(values, width))
+    pq.write_table(pa.Table.from_arrays(columns, schema=pa.schema(fields)), target)
+
+
+def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A file's per-patch arrays as `save_arrays` wrote them (.npz or .parquet):
+    {"patch_times": [patches], "MODEL/OUTPUT": [patches, ...]}."""
+    path = Path(path)
+    if path.suffix != ".parquet":
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    arrays = {"patch_times": table.column("patch_time").to_numpy()}
+    for column in table.schema:
+        if column.name == "patch_time":
+            continue
+        shape = tuple(json.loads(column.metadata[b"shape"]))
+        flat = table.column(column.name).combine_chunks().flatten().to_numpy()
+        arrays[column.name] = flat.reshape((table.num_rows, *shape))
+    return arrays
 
 
 def _write_json(target: Path, data: dict) -> None:
