@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,6 +21,7 @@ from conversion.__main__ import add_convert_arguments  # argparse only; TensorFl
 from mirfeat import __version__
 from mirfeat.errors import AudioError, MirfeatError, display_name, failure_reason, printable
 from mirfeat.model import DEFAULT_MODEL, load_model
+from mirfeat.pipeline import FileFailure
 from mirfeat.runtime import DEFAULT_BATCH
 
 
@@ -63,65 +65,47 @@ def tag(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_command(args: argparse.Namespace, out: TextIO) -> int:
-    from mirfeat.runner import FileResult, run
-
-    if args.engine == "ray":
-        return ray_run_command(args, out)
+    """`mirfeat run`: the local engine (mirfeat.runner) or, with --engine ray, the same job and
+    OUTDIR on Ray (mirfeat.ray_engine; --jobs model actors)."""
+    common = {
+        "format": args.format,
+        "arrays": args.arrays,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "resume": args.resume,
+        "top": args.top,
+        "last_patch_mode": args.last_patch_mode,
+        "progress": args.progress,
+    }
+    results: Iterator[object]
     try:
-        results = run(
-            args.inputs,
-            args.models,
-            args.output,
-            format=args.format,
-            arrays=args.arrays,
-            jobs=args.jobs,
-            batch_size=args.batch_size,
-            device=args.device,
-            resume=args.resume,
-            top=args.top,
-            last_patch_mode=args.last_patch_mode,
-            progress=args.progress,
-        )
+        if args.engine == "ray":
+            try:
+                import ray  # noqa: F401  (imported on use by ray_engine; checked here for a clear message)
+
+                from mirfeat import ray_engine
+            except ImportError as exc:
+                print(f"error: --engine ray needs the ray extra (pip install 'mirfeat[ray]'): {exc}", file=sys.stderr)
+                return 2
+            results = ray_engine.run(
+                args.inputs, args.models, args.output, address=args.address, concurrency=args.jobs, **common
+            )
+        else:
+            from mirfeat.runner import run
+
+            results = run(args.inputs, args.models, args.output, jobs=args.jobs, **common)
         done = failed = 0
         for item in results:
-            if isinstance(item, FileResult):
-                done += 1
-            else:
+            if isinstance(item, FileFailure):
                 failed += 1
-                tqdm.write(f"error: {item.error}", file=sys.stderr)
-    except (MirfeatError, OSError, ValueError, RuntimeError) as exc:
+                tqdm.write(f"error: {printable(item.error)}", file=sys.stderr)
+            else:
+                done += 1
+    except (MirfeatError, OSError, ValueError, RuntimeError, ConnectionError) as exc:
         print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     print(f"{done} files done, {failed} failed; results in {display_name(args.output)}", file=out)
     return 1 if failed else 0
-
-
-def ray_run_command(args: argparse.Namespace, out: TextIO) -> int:
-    """`mirfeat run --engine ray`: rows to OUTDIR/ray-parquet/ (see mirfeat.ray_engine); --jobs model actors."""
-    try:
-        from mirfeat import ray_engine
-
-        failures = ray_engine.run(
-            args.inputs,
-            args.models,
-            args.output,
-            address=args.address,
-            batch_size=args.batch_size,
-            device=args.device,
-            concurrency=args.jobs,
-            top=args.top,
-            last_patch_mode=args.last_patch_mode,
-        )
-    except ImportError as exc:
-        print(f"error: --engine ray needs the ray extra (pip install 'mirfeat[ray]'): {exc}", file=sys.stderr)
-        return 2
-    except (MirfeatError, OSError, ValueError, RuntimeError, ConnectionError) as exc:
-        print(f"error: {printable(str(exc))}", file=sys.stderr)
-        return 2
-    for failure in failures:
-        print(f"error: {printable(failure['error'])}", file=sys.stderr)
-    print(f"{len(failures)} failed; results in {display_name(args.output / 'ray-parquet')}", file=out)
-    return 1 if failures else 0
 
 
 def plot(args: argparse.Namespace, out: TextIO) -> int:
@@ -254,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-m", "--model", dest="models", action="append", required=True, help="model or head (repeat for more heads)"
     )
     runner.add_argument("-o", "--output", type=Path, required=True, help="output directory")
-    runner.add_argument("--format", default="jsonl", choices=("jsonl", "csv", "parquet"), help="summary table")
+    runner.add_argument(
+        "--format",
+        default="jsonl",
+        choices=("jsonl", "csv", "npz", "parquet"),
+        help="summary table besides summary.jsonl (csv, parquet); parquet also puts the arrays in Parquet, not .npz",
+    )
     runner.add_argument("--arrays", action=argparse.BooleanOptionalAction, default=True, help="per-patch .npz files")
     runner.add_argument("--jobs", type=positive_int, default=2, help="decode/frontend worker threads (default 2)")
     runner.add_argument(

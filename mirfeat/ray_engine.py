@@ -1,26 +1,34 @@
 """`mirfeat run --engine ray`: the same job as `mirfeat.run`, spread over a Ray cluster (the `ray` extra).
 
     ds = mirfeat.ray_engine.run_dataset(paths, ["msd-musicnn-1"])  # a ray.data.Dataset of result rows
-    ds.write_parquet("out/ray-parquet")
+    ds.write_parquet("out/ray-parquet")                            # Ray's Parquet writer
 
 Decoding and the frontend run in Ray tasks (`Dataset.map`, one row per file): each file becomes its
 bands ([frames, bands] float32, sent as bytes), which are smaller than its patches (they overlap) and
 than the per-frame features of frame sharing. The model runs in an actor pool (`map_batches` with a
 callable class: one onnxruntime session per actor, `num_gpus` per actor on CUDA) that cuts the
 patches, runs the patches of all the files in a batch together (cross-file batching, as the local
-engine does), then the heads, and makes each file's summary row. Rows have the local engine's
-summary columns (`runner.flat_row`: path, size, mtime_ns, duration, patches, MODEL:top, MODEL:LABEL)
-plus `error`: a file that fails is a row with its reason there (its other columns null), never a
-failed job. Per-patch arrays and resuming are the local engine's only.
+engine does), then the heads, writes each file's per-patch arrays when asked (npz or Parquet, as
+the local engine writes them) and makes its summary row. Rows have the local engine's summary
+columns (`runner.flat_row`: path, size, mtime_ns, duration, patches, MODEL:top, MODEL:LABEL) plus
+`error`: a file that fails is a row with its reason there (its other columns null), never a failed
+job.
+
+`run` (the CLI's `--engine ray`) fills OUTDIR exactly as the local engine does (`runner.OutputDir`):
+it skips the files the journal lists, streams the rows back to this process, which appends each to
+summary.jsonl or errors.jsonl as it arrives, and writes run.json and the summary table; the actors
+write the arrays. A run can be resumed by either engine.
 
 Model paths and names are resolved on each worker: paths must exist on every node; names use each
-node's model cache. Ray is imported inside functions: `import mirfeat` does not need it.
+node's model cache. OUTDIR must be writable at the same path on every node (a shared filesystem) for
+the arrays. Ray is imported inside functions: `import mirfeat` does not need it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,7 +39,19 @@ import numpy as np
 from mirfeat.errors import MirfeatError, failure_reason
 from mirfeat.model import Head, Model
 from mirfeat.patches import patch_batches
-from mirfeat.runner import file_key, finish_file, flat_row, load_models, run_rows
+from mirfeat.pipeline import FileFailure
+from mirfeat.runner import (
+    OutputDir,
+    array_file,
+    expand_inputs,
+    file_key,
+    finish_file,
+    flat_row,
+    load_models,
+    progress_bar,
+    run_rows,
+    save_arrays,
+)
 from mirfeat.runtime import DEFAULT_BATCH, RunOptions
 
 FILES_PER_BATCH = 8  # files a model actor takes at a time (their patches share graph batches)
@@ -87,8 +107,9 @@ def prepare_file(row: dict[str, Any], *, model_path: str) -> dict[str, Any]:
     return out
 
 
-def summary_schema(model: Model, heads: list[Head]):
-    """The result rows' Arrow schema: the local engine's flat summary columns, then `error`."""
+def summary_schema(model: Model, heads: list[Head], journal: bool = False):
+    """The result rows' Arrow schema: the local engine's flat summary columns, then `error`, then
+    with `journal` `summary`: the row as the local engine's summary.jsonl has it (JSON)."""
     import pyarrow as pa
 
     fields = [
@@ -108,6 +129,8 @@ def summary_schema(model: Model, heads: list[Head]):
                 seen.add(name)
                 fields.append(pa.field(name, kind))
     fields.append(pa.field("error", pa.string()))
+    if journal:
+        fields.append(pa.field("summary", pa.string()))
     return pa.schema(fields)
 
 
@@ -118,7 +141,8 @@ class _Item:
 
 class ModelActor:
     """A model actor (`map_batches` with this class): loads the models once, then turns batches of
-    `prepare_file` rows into result rows (a pyarrow Table with `summary_schema`)."""
+    `prepare_file` rows into result rows (a pyarrow Table with `summary_schema`). arrays_dir: where
+    each file's per-patch arrays go (`runner.save_arrays`, in `arrays_format`: npz or parquet)."""
 
     def __init__(
         self,
@@ -128,11 +152,15 @@ class ModelActor:
         threads: int | None = None,
         top: int = 5,
         last_patch_mode: str = "discard",
+        arrays_dir: str | None = None,
+        arrays_format: str = "npz",
+        journal: bool = False,
     ):
         options = RunOptions(device=device, batch_size=batch_size, threads=threads)
         self.model, self.heads = load_models(list(models), options)
         self.top, self.last_patch_mode = top, last_patch_mode
-        self.schema = summary_schema(self.model, self.heads)
+        self.arrays_dir, self.arrays_format, self.journal = arrays_dir, arrays_format, journal
+        self.schema = summary_schema(self.model, self.heads, journal)
         self.graph_names = [self.model.graph.graph_name(n) for n in self.model.output_names]
 
     def __call__(self, batch: Any) -> Any:
@@ -178,12 +206,19 @@ class ModelActor:
             if i not in errors:
                 try:
                     joined = {g: model.graph.session.concat(outputs[i][g], g) for g in self.graph_names}
-                    result = finish_file(model, self.heads, Path(row["path"]), row["samples"], joined, self.top)
-                    results.append({**flat_row({**key, **result.summary}), "error": None})
+                    path = Path(row["path"])
+                    result = finish_file(model, self.heads, path, row["samples"], joined, self.top)
+                    if self.arrays_dir is not None:
+                        save_arrays(array_file(Path(self.arrays_dir), path, self.arrays_format), result)
+                    summary = {**key, **result.summary}
+                    results.append({**flat_row(summary), "error": None, "summary": json.dumps(summary)})
                     continue
                 except Exception as exc:
                     errors[i] = failure_reason(Path(row["path"]), exc)
             results.append({**key, "error": errors[i]})
+        if not self.journal:
+            for out_row in results:
+                out_row.pop("summary", None)
         return pa.Table.from_pylist(results, schema=self.schema)
 
 
@@ -199,6 +234,9 @@ def run_dataset(
     top: int = 5,
     last_patch_mode: str = "discard",
     files_per_batch: int = FILES_PER_BATCH,
+    arrays_dir: str | os.PathLike | None = None,
+    arrays_format: str = "npz",
+    journal: bool = False,
 ):
     """Run an audio model (and heads on its embeddings) over files on Ray: a lazy `ray.data.Dataset`
     of result rows (see the module docstring), one per file, in no particular order.
@@ -207,7 +245,9 @@ def run_dataset(
     globs and manifests), or a Dataset with a `path` column. concurrency: model actors (or a
     (min, max) autoscaling range); on CPU at most the cluster's CPUs less one, which decoding needs.
     num_gpus: per actor, with device "cuda" (default 1).
-    threads: onnxruntime threads per actor (default: onnxruntime's)."""
+    threads: onnxruntime threads per actor (default: onnxruntime's).
+    arrays_dir: a folder every node can write: each file's per-patch arrays go there
+    (`runner.save_arrays`, arrays_format "npz" or "parquet"). journal: add the `summary` column."""
     import ray
     import ray.data
 
@@ -241,6 +281,9 @@ def run_dataset(
             "threads": threads,
             "top": top,
             "last_patch_mode": last_patch_mode,
+            "arrays_dir": None if arrays_dir is None else str(Path(arrays_dir).resolve()),
+            "arrays_format": arrays_format,
+            "journal": journal,
         },
         batch_size=files_per_batch,
         batch_format="pyarrow",
@@ -255,22 +298,71 @@ def run(
     out_dir: str | os.PathLike,
     *,
     address: str | None = None,
-    **options,
-) -> list[dict[str, Any]]:
-    """`mirfeat run --engine ray`: expand the inputs, connect to Ray (`address`: "auto", "ray://host:10001";
-    None: $RAY_ADDRESS, else a local cluster started here), run `run_dataset` and write its rows to
-    OUT_DIR/ray-parquet/ with Ray's Parquet writer. Returns [{"path", "error"}] per failed file."""
+    format: str = "jsonl",
+    arrays: bool = True,
+    resume: bool = True,
+    progress: bool | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    device: str = "cpu",
+    num_gpus: float | None = None,
+    concurrency: int | tuple[int, int] = 1,
+    threads: int | None = None,
+    top: int = 5,
+    last_patch_mode: str = "discard",
+    files_per_batch: int = FILES_PER_BATCH,
+) -> Iterator[dict[str, Any] | FileFailure]:
+    """`mirfeat run --engine ray`: `mirfeat.run`'s job and OUTDIR on Ray. Expands the inputs, skips
+    the files OUTDIR's journal lists (resume), connects to Ray (`address`: "auto",
+    "ray://host:10001"; None: $RAY_ADDRESS, else a local cluster started here) and runs
+    `run_dataset` on the rest (see it for the other arguments). Yields, as each file is done, its
+    summary row (the line appended to summary.jsonl) or a FileFailure (appended to errors.jsonl)."""
     import ray
-    import ray.data
 
-    from mirfeat.runner import expand_inputs
-
-    paths = [str(p) for p in expand_inputs(inputs)]
-    if not paths:
-        raise MirfeatError("no input files")
-    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    ds = run_dataset(paths, models, **options).materialize()
-    target = Path(out_dir) / "ray-parquet"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    ds.write_parquet(str(target.resolve()), mode=ray.data.SaveMode.OVERWRITE)  # a rerun replaces it
-    return [r for r in ds.select_columns(["path", "error"]).take_all() if r["error"] is not None]
+    output = OutputDir(out_dir, format=format, arrays=arrays, resume=resume)
+    names = [str(m) for m in models]
+    model, heads = load_models(names, RunOptions(device="cpu", batch_size=batch_size))
+    files = expand_inputs(inputs)
+    options: dict[str, Any] = {
+        "batch_size": batch_size,
+        "device": device,
+        "num_gpus": num_gpus,
+        "concurrency": concurrency,
+        "threads": threads,
+        "top": top,
+        "last_patch_mode": last_patch_mode,
+        "files_per_batch": files_per_batch,
+    }
+    parameters = {"engine": "ray", "address": address, "format": format, "arrays": arrays, "resume": resume, **options}
+    pending = output.start(model, heads, files, parameters)
+    given = {str(path): path for path, _ in pending} | {key["path"]: path for path, key in pending if key}
+    bar = progress_bar(len(pending), progress)
+    try:
+        if not pending:
+            return
+        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+        arrays_dir = output.path / "arrays" if arrays else None
+        ds = run_dataset(
+            [str(p) for p, _ in pending],
+            names,
+            arrays_dir=arrays_dir,
+            arrays_format=output.arrays_format,
+            journal=True,
+            **options,
+        )
+        # Rows come back as the actors finish them: each is journalled at once, so a run killed
+        # at any moment loses at most the files in flight.
+        for batch in ds.select_columns(["path", "error", "summary"]).iter_batches(batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                if row["error"] is not None:
+                    path = given.get(row["path"], Path(row["path"]))
+                    failure = output.record_failure(path, row["error"])
+                    bar.update()
+                    yield failure
+                    continue
+                summary = json.loads(row["summary"])
+                output.record(summary)
+                bar.done(summary["duration"])
+                yield summary
+    finally:
+        bar.close()
+        output.close()
