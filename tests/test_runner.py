@@ -13,7 +13,7 @@ from conftest import AUDIO_DIR, AUDIO_FILES, ROOT
 
 import mirfeat
 from mirfeat.cli import main
-from mirfeat.runner import FileResult, expand_inputs, run
+from mirfeat.runner import FileResult, expand_inputs, read_arrays, run
 
 
 @pytest.fixture
@@ -37,6 +37,8 @@ def test_outputs_equal_per_file_runs(library, tmp_path):
     failed = [i for i in items if not isinstance(i, FileResult)]
     assert len(done) == len(AUDIO_FILES) + 1
     assert [f.source for f in failed] == [str(library / "sub" / "broken.mp3")]
+    position = items.index(failed[0])
+    assert 0 < position < len(items) - 1  # a corrupt file in the middle: the files after it are done too
     model = mirfeat.load_model(batch_size=16)
     for item in done:
         alone = model(item.path)
@@ -138,3 +140,21 @@ def test_cli_summary_tables(tmp_path, fmt, capsys):
         rows = pq.read_table(out / "summary.parquet").to_pylist()
     assert len(rows) == 2
     assert len(rows[1]["msd-musicnn-1:top"].split()) == 2 and float(rows[1]["msd-musicnn-1:rock"]) >= 0
+
+
+def test_parquet_arrays_hold_the_npz_values(tmp_path):
+    """--format parquet writes each file's arrays as Parquet (a row per patch), with the values and
+    shapes of the .npz that the other formats write; --format npz writes no summary table."""
+    pytest.importorskip("pyarrow.parquet", reason="the parquet extra is not installed")
+    audio = [AUDIO_DIR / "dubstep.flac"]
+    list(run(audio, ["msd-musicnn-1"], tmp_path / "npz", format="npz", progress=False))
+    list(run(audio, ["msd-musicnn-1"], tmp_path / "pq", format="parquet", progress=False))
+    assert not list((tmp_path / "npz").glob("summary.csv")) + list((tmp_path / "npz").glob("summary.parquet"))
+    (npz,) = (tmp_path / "npz" / "arrays").iterdir()
+    (parquet,) = (tmp_path / "pq" / "arrays").iterdir()
+    assert parquet.name == npz.with_suffix(".parquet").name and (tmp_path / "pq" / "summary.parquet").is_file()
+    expected, got = read_arrays(npz), read_arrays(parquet)
+    assert sorted(got) == sorted(expected) and len(expected["patch_times"]) > 1
+    for name, value in expected.items():
+        assert got[name].dtype == value.dtype and got[name].shape == value.shape
+        np.testing.assert_array_equal(got[name], value)  # one process, same batches: the same numbers
