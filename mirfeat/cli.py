@@ -244,8 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("jsonl", "csv", "npz", "parquet"),
         help="summary table besides summary.jsonl (csv, parquet); parquet also puts the arrays in Parquet, not .npz",
     )
-    runner.add_argument("--arrays", action=argparse.BooleanOptionalAction, default=True, help="per-patch .npz files")
-    runner.add_argument("--jobs", type=positive_int, default=2, help="decode/frontend worker threads (default 2)")
+    runner.add_argument(
+        "--arrays",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="per-patch arrays (.npz; Parquet with --format parquet)",
+    )
+    runner.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=2,
+        help="decode/frontend worker threads; with --engine ray, model actors (default 2)",
+    )
     runner.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per run (default {DEFAULT_BATCH})"
     )
@@ -260,10 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         default="local",
         choices=("local", "ray"),
-        help="local: threads in this process; ray: a Ray cluster, rows to OUTDIR/ray-parquet/ (ray extra)",
+        help="local: threads in this process; ray: on a Ray cluster, the same OUTDIR (ray extra)",
     )
     runner.add_argument(
-        "--address", help="with --engine ray: 'auto', 'ray://HOST:10001' (default: $RAY_ADDRESS, else a local Ray)"
+        "--address",
+        help="with --engine ray: 'auto' (this node's cluster), 'ray://HEAD:10001' (Ray Client); "
+        "default: $RAY_ADDRESS, else a Ray started on this machine",
     )
     runner.set_defaults(run=run_command)
 
