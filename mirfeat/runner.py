@@ -173,8 +173,9 @@ def run(
     format: str = "jsonl",
     arrays: bool = True,
     jobs: int = 2,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | str = DEFAULT_BATCH,
     device: str = "cpu",
+    precision: str = "fp32",
     threads: int | None = None,
     resume: bool = True,
     top: int = 5,
@@ -187,7 +188,7 @@ def run(
     Yields a FileResult or FileFailure per file as each is done (files already done are skipped)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
-    options = RunOptions(device=device, batch_size=batch_size, threads=threads)
+    options = RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     model, heads = load_models(models, options)
     out = Path(out_dir)
     (out / "arrays").mkdir(parents=True, exist_ok=True)
@@ -195,9 +196,10 @@ def run(
     files = expand_inputs(inputs)
     parameters = {
         "format": format,
-        "batch_size": batch_size,
+        "batch_size": model.batch_size,
         "jobs": jobs,
         "device": device,
+        "precision": precision,
         "top": top,
         "last_patch_mode": last_patch_mode,
         "resume": resume,
