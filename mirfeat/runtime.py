@@ -103,7 +103,7 @@ def cuda_available() -> bool:
 
 
 def resolve_device(device: str) -> str:
-    """"cpu" or "cuda" for a RunOptions device: "auto" is CUDA where onnxruntime has it."""
+    """The device a RunOptions device runs on, "cpu" or "cuda": "auto" is CUDA where onnxruntime has it."""
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
     if device == "auto":
