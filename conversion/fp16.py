@@ -45,6 +45,7 @@ class Fp16Report:
 
     written: list[Path]
     max_abs_diff: dict[str, float] = field(default_factory=dict)
+    relative_diff: dict[str, float] = field(default_factory=dict)  # max abs diff / max |fp32 value|
 
 
 def convert(path: Path, *, check_seconds: float = 10.0) -> Fp16Report:
@@ -65,13 +66,14 @@ def convert(path: Path, *, check_seconds: float = 10.0) -> Fp16Report:
                 written.append(convert_graph(part, fp16_path(part)))
     report = Fp16Report(written)
     if check_seconds > 0 and metadata_path.is_file():
-        report.max_abs_diff = check(path, check_seconds)
+        report.max_abs_diff, report.relative_diff = check(path, check_seconds)
     return report
 
 
-def check(path: Path, seconds: float = 10.0) -> dict[str, float]:
+def check(path: Path, seconds: float = 10.0) -> tuple[dict[str, float], dict[str, float]]:
     """Max abs difference per output between the fp32 and fp16 model on `seconds` of a synthetic
-    signal (a chirp in noise), both through mirfeat on the CPU provider."""
+    signal (a chirp in noise), both through mirfeat on the CPU provider; and that difference over
+    the output's largest absolute fp32 value."""
     from mirfeat.model import Model, load_model
 
     fp32 = load_model(path)
@@ -84,7 +86,9 @@ def check(path: Path, seconds: float = 10.0) -> dict[str, float]:
     else:
         signal = synthetic_signal(fp32.sample_rate, seconds)
         a, b = fp32(signal).outputs, fp16(signal).outputs
-    return {name: float(np.max(np.abs(a[name] - b[name]))) if a[name].size else 0.0 for name in a}
+    diffs = {name: float(np.max(np.abs(a[name] - b[name]))) if a[name].size else 0.0 for name in a}
+    scale = {name: float(np.max(np.abs(a[name]))) if a[name].size else 0.0 for name in a}
+    return diffs, {name: diffs[name] / scale[name] if scale[name] else 0.0 for name in a}
 
 
 def synthetic_signal(sample_rate: int, seconds: float) -> np.ndarray:
