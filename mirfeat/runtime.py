@@ -92,8 +92,8 @@ class RunOptions:
 
 _CUDA = "CUDAExecutionProvider"
 _NO_CUDA = (
-    "device='cuda' needs onnxruntime-gpu with a working CUDA install: pip uninstall onnxruntime, then "
-    "pip install onnxruntime-gpu (or 'mirfeat[cuda]')"
+    "device='cuda' needs onnxruntime-gpu in place of onnxruntime, with CUDA 12 and cuDNN 9: "
+    "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
 )
 
 
