@@ -125,7 +125,7 @@ class Model(_LoadedGraph):
         self.patch_size, self.patch_hop_size = self._patching(patch_size, patch_hop_size)
         self._check_input_shape()
         self.frame_sharing = self._load_frame_sharing() if self.options.frame_sharing else None
-        self._batch_size = self.graph.session.fixed_batch or self.options.fixed_batch_size(0)
+        self._batch_size = self.graph.session.fixed_batch or self.options.batch_size_or(0)
         if not self.graph.session.fixed_batch and self.options.auto_batch:
             self._batch_size = self._tune_batch()
 
@@ -387,7 +387,7 @@ class Head(_LoadedGraph):
         if embeddings.ndim != 2:
             raise ValueError(f"{self.name}: embeddings must be [patches, dims], got shape {embeddings.shape}")
         # batch_size "auto": all rows in one run; a head is a layer or two, its input the embeddings.
-        raw = self.graph.run(embeddings, outputs or self.output_names, self.options.fixed_batch_size(0))
+        raw = self.graph.run(embeddings, outputs or self.output_names, self.options.batch_size_or(0))
         return {name: essentia_rows(value) for name, value in raw.items()}
 
     def result(

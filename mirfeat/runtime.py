@@ -85,7 +85,7 @@ class RunOptions:
     def auto_batch(self) -> bool:
         return self.batch_size == AUTO_BATCH
 
-    def fixed_batch_size(self, auto: int) -> int:
+    def batch_size_or(self, auto: int) -> int:
         """batch_size as a number: `auto` where it is "auto"."""
         return auto if isinstance(self.batch_size, str) else self.batch_size
 
@@ -150,12 +150,7 @@ class Session:
         # from the numpy frontend that runs between batches (3-6x slower frontend on 2 cores).
         session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.device = resolve_device(options.device)
-        try:
-            self._session = ort.InferenceSession(str(path), session_options, providers=providers_for(self.device))
-        except DeviceError:
-            raise
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelError(f"{path}: not a valid ONNX model ({exc})") from None
+        self._session = self._open(session_options)
         if self.device == "cuda" and _CUDA not in self._session.get_providers():
             # onnxruntime-gpu falls back to the CPU, with only a log line, when CUDA or cuDNN fails to load.
             if options.device == "cuda":
@@ -168,6 +163,24 @@ class Session:
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.input_shapes = {i.name: list(i.shape) for i in self._session.get_inputs()}
         self.output_shapes = {o.name: list(o.shape) for o in self._session.get_outputs()}
+
+    def _open(self, session_options: ort.SessionOptions) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(str(self.path), session_options, providers=providers_for(self.device))
+        except DeviceError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            if self.device == "cuda":
+                # Is it the model or the GPU (onnxruntime-gpu on a machine without one)? The CPU says.
+                try:
+                    ort.InferenceSession(str(self.path), session_options, providers=providers_for("cpu"))
+                except Exception:
+                    raise ModelError(f"{self.path}: not a valid ONNX model ({exc})") from None
+                if self.options.device == "auto":
+                    self.device = "cpu"
+                    return self._open(session_options)
+                raise DeviceError(f"{self.path}: onnxruntime's CUDA provider failed ({exc})") from None
+            raise ModelError(f"{self.path}: not a valid ONNX model ({exc})") from None
 
     @property
     def fixed_batch(self) -> int | None:

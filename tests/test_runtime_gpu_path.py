@@ -115,6 +115,43 @@ def test_auto_device_falls_back_to_the_cpu_quietly(caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+@no_cuda
+def test_cuda_provider_that_does_not_load(monkeypatch):
+    """onnxruntime-gpu whose CUDA provider cannot load (no CUDA libraries) runs on the CPU with a log
+    line only: device="cuda" says so, device="auto" takes the CPU. Simulated: this onnxruntime
+    lists no CUDA provider, and a session asked for one falls back to the CPU the same way."""
+    import mirfeat.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # onnxruntime warns that it has no CUDA provider
+        with pytest.raises(DeviceError, match="CUDA provider did not load"):
+            Session(MUSICNN, RunOptions(device="cuda"))
+        assert Session(MUSICNN, RunOptions(device="auto")).device == "cpu"
+
+
+def test_cuda_provider_that_fails_on_the_model(monkeypatch):
+    """onnxruntime-gpu on a machine without a GPU raises when the session opens: a DeviceError for
+    device="cuda", the CPU for "auto", and still a ModelError for a file that is no model."""
+    import mirfeat.runtime as runtime
+
+    real = runtime.ort.InferenceSession
+
+    def session(path, options, providers):
+        if "CUDAExecutionProvider" in providers:
+            raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+        return real(path, options, providers=providers)
+
+    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    monkeypatch.setattr(runtime.ort, "InferenceSession", session)
+    with pytest.raises(DeviceError, match="no CUDA-capable device"):
+        Session(MUSICNN, RunOptions(device="cuda"))
+    assert Session(MUSICNN, RunOptions(device="auto")).device == "cpu"
+    not_a_model = BUNDLED_DIR / "msd-musicnn-1.json"
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        Session(not_a_model, RunOptions(device="cuda"))
+
+
 def test_run_options_are_checked():
     with pytest.raises(ValueError, match="precision"):
         RunOptions(precision="fp8")
