@@ -199,6 +199,7 @@ def run(
         "batch_size": model.batch_size,
         "jobs": jobs,
         "device": device,
+        "device_used": model.graph.session.device,
         "precision": precision,
         "top": top,
         "last_patch_mode": last_patch_mode,
