@@ -1,5 +1,6 @@
 """`python -m conversion convert MODEL.pb [-o MODEL.onnx]`, `freeze-musicnn`, `build-test-models` and
-`build-replicas -o DIR [--family effnet|maest|yamnet|all] [--size small|full] [--onnx]`."""
+`build-replicas -o DIR [--family effnet|maest|yamnet|all] [--size small|full] [--onnx]` and
+`fp16 MODEL.onnx...` (NAME.fp16.onnx beside each, for device="cuda", precision="fp16")."""
 
 from __future__ import annotations
 
@@ -140,6 +141,31 @@ def run_build_replicas(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_fp16(args: argparse.Namespace) -> int:
+    from conversion import fp16
+
+    for path in args.models:
+        try:
+            report = fp16.convert(path, check_seconds=args.check_seconds)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {', '.join(str(p) for p in report.written)}")
+        for name, diff in report.max_abs_diff.items():
+            print(f"  check vs fp32 on the CPU ({args.check_seconds:g} s synthetic), max abs diff {name}: {diff:.3g}")
+        far = [name for name, relative in report.relative_diff.items() if relative > FP16_WARN_RELATIVE]
+        if far:
+            print(
+                f"warning: {path}: fp16 differs from fp32 by more than {FP16_WARN_RELATIVE:.0%} of the output's "
+                f"largest value in {', '.join(far)} (values past float16's range?); check it before use",
+                file=sys.stderr,
+            )
+    return 0
+
+
+FP16_WARN_RELATIVE = 0.01  # MusiCNN's real weights: 0.2%
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -168,12 +194,20 @@ def main(argv: list[str] | None = None) -> int:
         "--onnx", action="store_true", help="also convert each graph and write the published bsdynamic EffNet ONNX"
     )
     replicas.add_argument("--jobs", type=int, help="conversions at once (default 2 for small, 1 for full)")
+    half = commands.add_parser(
+        "fp16", help="NAME.fp16.onnx beside a converted model: float16 inside, float32 inputs and outputs (CUDA)"
+    )
+    half.add_argument("models", nargs="+", type=Path, help="converted .onnx files (their .json beside them)")
+    half.add_argument(
+        "--check-seconds", type=float, default=10.0, help="synthetic audio to compare with fp32 on (0: no check)"
+    )
     args = parser.parse_args(argv)
     runs = {
         "convert": run_convert,
         "freeze-musicnn": run_freeze_musicnn,
         "build-test-models": run_build_test_models,
         "build-replicas": run_build_replicas,
+        "fp16": run_fp16,
     }
     return runs[args.command](args)
 

@@ -7,7 +7,7 @@
 """
 
 from mirfeat.audio import load_audio, stream_audio
-from mirfeat.errors import AudioError, MirfeatError, ModelError
+from mirfeat.errors import AudioError, DeviceError, MirfeatError, ModelError
 from mirfeat.families import FAMILIES, Family
 from mirfeat.metadata import ModelMetadata
 from mirfeat.model import DEFAULT_MODEL, Head, Model, bundled_models, load_model
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "FAMILIES",
     "AudioError",
+    "DeviceError",
     "Family",
     "FileFailure",
     "FileResult",

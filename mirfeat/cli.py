@@ -22,12 +22,12 @@ from mirfeat import __version__
 from mirfeat.errors import AudioError, MirfeatError, display_name, failure_reason, printable
 from mirfeat.model import DEFAULT_MODEL, load_model
 from mirfeat.pipeline import FileFailure
-from mirfeat.runtime import DEFAULT_BATCH
+from mirfeat.runtime import AUTO_BATCH, DEFAULT_BATCH, DEVICES, PRECISIONS
 
 
 def tag(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        model = load_model(args.model, device=args.device, batch_size=args.batch_size)
+        model = load_model(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
@@ -72,6 +72,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
         "arrays": args.arrays,
         "batch_size": args.batch_size,
         "device": args.device,
+        "precision": args.precision,
         "resume": args.resume,
         "top": args.top,
         "last_patch_mode": args.last_patch_mode,
@@ -196,6 +197,31 @@ def positive_int(text: str) -> int:
     return value
 
 
+def batch_size(text: str) -> int | str:
+    """--batch-size: a number of patches, or "auto" (measured at load: `RunOptions`)."""
+    return AUTO_BATCH if text == AUTO_BATCH else int(text)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--device, --batch-size and --precision: how the graphs run (`RunOptions`)."""
+    parser.add_argument(
+        "--device", default="cpu", choices=DEVICES, help="cuda: onnxruntime-gpu; auto: cuda where it is (default cpu)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=DEFAULT_BATCH,
+        help=f"patches per run, or auto: doubled at load until throughput stops rising (default {DEFAULT_BATCH})",
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="fp32 (default; the one held to Essentia's numbers) or the variant the conversion step wrote "
+        "beside the model (fp16: NAME.fp16.onnx, for cuda)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mirfeat", description="Essentia's music models on onnxruntime")
     parser.add_argument("--version", action="version", version=f"mirfeat {__version__}")
@@ -206,10 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})")
     tagger.add_argument("--top", type=positive_int, default=5, help="how many tags (default 5)")
     tagger.add_argument("--json", action="store_true", help="print one JSON object per file, as each is done")
-    tagger.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    tagger.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per run (default {DEFAULT_BATCH})"
-    )
+    add_run_options(tagger)
     tagger.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
     tagger.add_argument(
         "--progress",
@@ -256,10 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="decode/frontend worker threads; with --engine ray, model actors (default 2)",
     )
-    runner.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per run (default {DEFAULT_BATCH})"
-    )
-    runner.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    add_run_options(runner)
     runner.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="skip files done")
     runner.add_argument("--top", type=positive_int, default=5, help="labels per model in the summary (default 5)")
     runner.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))

@@ -2,8 +2,10 @@
 
     MirfeatError            anything mirfeat refuses, with a message meant for the user
     ├── AudioError          an input that cannot be read as audio (also a ValueError)
-    └── ModelError          a model file or its metadata that cannot be used (also a ValueError)
-        └── ModelFetchError a model asked for by name that cannot be downloaded, verified or converted
+    ├── ModelError          a model file or its metadata that cannot be used (also a ValueError)
+    │   └── ModelFetchError a model asked for by name that cannot be downloaded, verified or converted
+    └── DeviceError         a device onnxruntime cannot run on here: device="cuda" without
+                            onnxruntime-gpu's CUDA provider (also a RuntimeError)
 
 The CLI prints `error: MESSAGE` for these; a batch run records them per file and goes on.
 """
@@ -23,6 +25,10 @@ class AudioError(MirfeatError, ValueError):
 
 class ModelError(MirfeatError, ValueError):
     """A model file or its metadata cannot be used; the message names the file and the field."""
+
+
+class DeviceError(MirfeatError, RuntimeError):
+    """The device asked for is not available to onnxruntime here; the message says what to install."""
 
 
 class ModelFetchError(ModelError):

@@ -6,6 +6,7 @@ What a model does around its graph comes from its family (`mirfeat.families`), c
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,12 @@ from mirfeat.metadata import ModelMetadata
 from mirfeat.patches import PatchBatch, patch_batches
 from mirfeat.results import Result
 from mirfeat.runtime import DEFAULT_BATCH, ModelGraph, RunOptions, Session
+
+log = logging.getLogger(__name__)
+
+# batch_size="auto" starts here: below it the time per batch outside the graph (cutting patches,
+# feeds, joining outputs), which the search does not see, outweighs what a smaller batch saves.
+AUTO_BATCH_START = 8
 
 BUNDLED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "msd-musicnn-1"
@@ -46,7 +53,14 @@ class _LoadedGraph:
         self.metadata = metadata or read_metadata_beside(self.path)
         self.family = family or family_for(self.metadata.algorithm, self.metadata.source or str(self.path))
         self.options = options or RunOptions()
-        self.graph = ModelGraph(Session(self.path, self.options), self.metadata, input_name)
+        graph_file = precision_file(self.path, self.options.precision, required=self.family.takes_audio)
+        self.graph = ModelGraph(Session(graph_file, self.options), self.metadata, input_name)
+        if self.options.precision == "fp16" and self.graph.session.device == "cpu":
+            log.warning(
+                "%s: fp16 on the CPU runs, for checking, but slower than fp32 (onnxruntime's CPU provider "
+                "has few fp16 kernels); fp16 is meant for device='cuda'",
+                self.path.name,
+            )
         self.predictions_name, self.embeddings_name = self._purpose_names()
 
     def _purpose_names(self) -> tuple[str | None, str | None]:
@@ -111,6 +125,9 @@ class Model(_LoadedGraph):
         self.patch_size, self.patch_hop_size = self._patching(patch_size, patch_hop_size)
         self._check_input_shape()
         self.frame_sharing = self._load_frame_sharing() if self.options.frame_sharing else None
+        self._batch_size = self.graph.session.fixed_batch or self.options.batch_size_or(0)
+        if not self.graph.session.fixed_batch and self.options.auto_batch:
+            self._batch_size = self._tune_batch()
 
     def _check_input_shape(self) -> None:
         """The graph's input must take the patches this family feeds (a ModelError at load, not a
@@ -144,7 +161,10 @@ class Model(_LoadedGraph):
         spec = (self.metadata.raw.get("mirfeat") or {}).get("frame_sharing")
         if not spec or self.family.band_transform or self.family.patch_transform:
             return None
-        frames, rest = (self.path.parent / spec[key] for key in ("frames_model", "patch_model"))
+        frames, rest = (
+            precision_file(self.path.parent / spec[key], self.options.precision, required=False)
+            for key in ("frames_model", "patch_model")
+        )
         if not (frames.is_file() and rest.is_file()):
             return None
         frames_session, rest_session = Session(frames, self.options), Session(rest, self.options)
@@ -215,8 +235,37 @@ class Model(_LoadedGraph):
 
     @property
     def batch_size(self) -> int:
-        """Patches per graph run: the graph's fixed batch, else the options'."""
-        return self.graph.session.fixed_batch or self.options.batch_size
+        """Patches per graph run: the graph's fixed batch, else the options' (measured at load for
+        batch_size="auto")."""
+        return self._batch_size
+
+    def _tune_batch(self) -> int:
+        """batch_size="auto": the patch graph timed on synthetic patches of this model's shape (the
+        values do not change the time), doubling the batch while throughput rises (`Session.tune_batch`)."""
+        hop = self.patch_hop_size or self.patch_size
+        n = 4  # distinct patches, repeated to fill each batch tried
+        bands = np.random.default_rng(0).standard_normal(((n - 1) * hop + self.patch_size, self.signature.n_bands))
+        sample = next(patch_batches([bands.astype(np.float32)], self.patch_size, hop, "discard", n))
+        feeds = self.patch_feeds(sample)
+        session = self._session_for(feeds)
+        outputs = [session.resolve_output(self.graph.graph_name(name)) for name in self.output_names]
+        # On the CPU throughput stops rising long before 256 patches; past it, memory only grows.
+        limit = 1024 if session.device == "cuda" else 256
+        search = session.tune_batch(
+            lambda a, b: {k: np.take(v, np.arange(a, b) % n, axis=0) for k, v in feeds.items()},
+            outputs,
+            start=AUTO_BATCH_START,
+            limit=limit,
+        )
+        hop_seconds = float(self.patch_times(2)[1])
+        log.info(
+            "%s on %s: batch_size %d, %.0f audio-s/s in the graph alone",
+            self.name,
+            session.device,
+            search.batch,
+            search.rates[search.batch] * hop_seconds,
+        )
+        return search.batch
 
     def patch_feeds(self, batch: PatchBatch) -> dict[str, np.ndarray]:
         """The inputs of the graph that runs per patch, one row per patch of `batch`: the patches in
@@ -229,13 +278,16 @@ class Model(_LoadedGraph):
 
     def run_feeds(self, feeds: dict[str, np.ndarray], graph_names: list[str]) -> dict[str, np.ndarray]:
         """Run rows of `patch_feeds` (in batches of `batch_size`): {graph output name: [rows, ...]}."""
-        sharing = self.frame_sharing
-        # Feeds with per-frame block features are the split graph's patch part's; others the whole graph's.
-        session = sharing.rest if sharing and all(b in feeds for b in sharing.rest_blocks) else self.graph.session
+        session = self._session_for(feeds)
         rows = len(next(iter(feeds.values())))
         names = [session.resolve_output(g) for g in graph_names]
         raw = session.run_batches(rows, lambda a, b: {k: v[a:b] for k, v in feeds.items()}, names, self.batch_size)
         return {g: raw[n] for g, n in zip(graph_names, names, strict=True)}
+
+    def _session_for(self, feeds: dict[str, np.ndarray]) -> Session:
+        """Feeds with per-frame block features are the split graph's patch part's; others the whole graph's."""
+        sharing = self.frame_sharing
+        return sharing.rest if sharing and all(b in feeds for b in sharing.rest_blocks) else self.graph.session
 
     def _shares_frames(self, patch_size: int) -> bool:
         return self.frame_sharing is not None and patch_size == self.patch_size
@@ -334,7 +386,8 @@ class Head(_LoadedGraph):
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2:
             raise ValueError(f"{self.name}: embeddings must be [patches, dims], got shape {embeddings.shape}")
-        raw = self.graph.run(embeddings, outputs or self.output_names, self.options.batch_size)
+        # batch_size "auto": all rows in one run; a head is a layer or two, its input the embeddings.
+        raw = self.graph.run(embeddings, outputs or self.output_names, self.options.batch_size_or(0))
         return {name: essentia_rows(value) for name, value in raw.items()}
 
     def result(
@@ -392,6 +445,24 @@ def _source_name(audio: AudioInput) -> str:
     return "array" if isinstance(audio, np.ndarray) else str(audio)
 
 
+def precision_file(path: Path, precision: str, *, required: bool = True) -> Path:
+    """The graph file that runs `path` at `precision`: the file itself for fp32, else the variant
+    the conversion step writes beside it (NAME.fp16.onnx). A missing variant is a ModelError when
+    `required`; otherwise (heads, frame-sharing parts) the fp32 file runs."""
+    if precision == "fp32":
+        return path
+    variant = path.with_name(f"{path.stem}.{precision}.onnx")
+    if variant.is_file():
+        return variant
+    if required:
+        raise ModelError(
+            f"{path}: no {precision} variant beside it ({variant.name}); write it once with "
+            f"`python -m conversion {precision} {path}` (needs onnx: pip install 'mirfeat[convert]')"
+        )
+    log.info("%s: no %s variant (%s); it runs in fp32", path.name, precision, variant.name)
+    return path
+
+
 def _check_model_file(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
@@ -445,8 +516,9 @@ def load_model(
     name_or_path: str | os.PathLike = DEFAULT_MODEL,
     *,
     device: str = "cpu",
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | str = DEFAULT_BATCH,
     threads: int | None = None,
+    precision: str = "fp32",
     embedding_model: Model | None = None,
     options: RunOptions | None = None,
 ) -> Model | Head:
@@ -454,9 +526,10 @@ def load_model(
 
     The metadata's algorithm picks the family. A classifier head (TensorflowPredict2D) loads as a
     `Head`; its embedding model is `embedding_model` or is found by name beside it or among the
-    bundled models. `options` (or device / batch_size / threads) apply to every session opened.
+    bundled models. `options` (or device / batch_size / threads / precision) apply to every
+    session opened (see `RunOptions`).
     """
-    options = options or RunOptions(device=device, batch_size=batch_size, threads=threads)
+    options = options or RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     path = _check_model_file(resolve_model_path(name_or_path))
     metadata = read_metadata_beside(path)
     family = family_for(metadata.algorithm, str(path.with_suffix(".json")))

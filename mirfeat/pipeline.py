@@ -68,7 +68,7 @@ class Pipeline:
         embedding_model: Model | str | os.PathLike | None = None,
         *,
         device: str = "cpu",
-        batch_size: int = DEFAULT_BATCH,
+        batch_size: int | str = DEFAULT_BATCH,
         threads: int | None = None,
         options: RunOptions | None = None,
     ):

@@ -147,8 +147,9 @@ class ModelActor:
     def __init__(
         self,
         models: Sequence[str],
-        batch_size: int = DEFAULT_BATCH,
+        batch_size: int | str = DEFAULT_BATCH,
         device: str = "cpu",
+        precision: str = "fp32",
         threads: int | None = None,
         top: int = 5,
         last_patch_mode: str = "discard",
@@ -156,7 +157,7 @@ class ModelActor:
         arrays_format: str = "npz",
         journal: bool = False,
     ):
-        options = RunOptions(device=device, batch_size=batch_size, threads=threads)
+        options = RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
         self.model, self.heads = load_models(list(models), options)
         self.top, self.last_patch_mode = top, last_patch_mode
         self.arrays_dir, self.arrays_format, self.journal = arrays_dir, arrays_format, journal
@@ -226,8 +227,9 @@ def run_dataset(
     paths_or_dataset,
     models: Sequence[str | os.PathLike],
     *,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | str = DEFAULT_BATCH,
     device: str = "cpu",
+    precision: str = "fp32",
     num_gpus: float | None = None,
     concurrency: int | tuple[int, int] = 1,
     threads: int | None = None,
@@ -254,7 +256,8 @@ def run_dataset(
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be cpu or cuda, not {device!r}")
     names = [str(m) for m in models]
-    model, _ = load_models(names, RunOptions(device="cpu", batch_size=batch_size))  # fail early, here
+    # Fail early, here: a missing model or precision variant.
+    model, _ = load_models(names, RunOptions(device="cpu", precision=precision))
     if isinstance(paths_or_dataset, ray.data.Dataset):
         ds = paths_or_dataset.select_columns(["path"])
     else:
@@ -278,6 +281,7 @@ def run_dataset(
             "models": names,
             "batch_size": batch_size,
             "device": device,
+            "precision": precision,
             "threads": threads,
             "top": top,
             "last_patch_mode": last_patch_mode,
@@ -302,8 +306,9 @@ def run(
     arrays: bool = True,
     resume: bool = True,
     progress: bool | None = None,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | str = DEFAULT_BATCH,
     device: str = "cpu",
+    precision: str = "fp32",
     num_gpus: float | None = None,
     concurrency: int | tuple[int, int] = 1,
     threads: int | None = None,
@@ -320,11 +325,12 @@ def run(
 
     output = OutputDir(out_dir, format=format, arrays=arrays, resume=resume)
     names = [str(m) for m in models]
-    model, heads = load_models(names, RunOptions(device="cpu", batch_size=batch_size))
+    model, heads = load_models(names, RunOptions(device="cpu", precision=precision))
     files = expand_inputs(inputs)
     options: dict[str, Any] = {
         "batch_size": batch_size,
         "device": device,
+        "precision": precision,
         "num_gpus": num_gpus,
         "concurrency": concurrency,
         "threads": threads,

@@ -176,8 +176,9 @@ def run(
     format: str = "jsonl",
     arrays: bool = True,
     jobs: int = 2,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | str = DEFAULT_BATCH,
     device: str = "cpu",
+    precision: str = "fp32",
     threads: int | None = None,
     resume: bool = True,
     top: int = 5,
@@ -189,16 +190,18 @@ def run(
     heads' embedding model is found from their metadata when no audio model is given).
     Yields a FileResult or FileFailure per file as each is done (files already done are skipped)."""
     output = OutputDir(out_dir, format=format, arrays=arrays, resume=resume)
-    options = RunOptions(device=device, batch_size=batch_size, threads=threads)
+    options = RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     model, heads = load_models(models, options)
     files = expand_inputs(inputs)
     parameters = {
         "engine": "local",
         "format": format,
         "arrays": arrays,
-        "batch_size": batch_size,
+        "batch_size": model.batch_size,
         "jobs": jobs,
         "device": device,
+        "device_used": model.graph.session.device,
+        "precision": precision,
         "top": top,
         "last_patch_mode": last_patch_mode,
         "resume": resume,

@@ -6,7 +6,9 @@ bundles its own libtensorflow, which must not meet Python TensorFlow in one proc
 Tiers (markers, registered in pyproject.toml and added here from the fixtures a test uses):
 `essentia` (the oracle), `tensorflow` (Python TensorFlow: conversion, graph building), `slow`,
 `shared` (reads ../shared) and `fast` (none of essentia / tensorflow / slow): `pytest -m fast`.
-A test whose needs are missing here (no essentia, no tensorflow, no shared data) is skipped.
+`cuda` is set by the tests themselves (onnxruntime-gpu's CUDA provider and a GPU: `pytest -m cuda`).
+A test whose needs are missing here (no essentia, no tensorflow, no shared data, no CUDA provider)
+is skipped.
 """
 
 from __future__ import annotations
@@ -74,6 +76,12 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _cuda_provider() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
 def _code_names(code: types.CodeType) -> set[str]:
     """Global and attribute names a function's code uses, nested functions and lambdas included."""
     names = set(code.co_names)
@@ -98,6 +106,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if _installed("tensorflow") and _installed("tf2onnx")
         else "TensorFlow / tf2onnx (the convert extra) are not installed",
         "shared": None if SHARED_PRESENT else f"shared test data not found at {SHARED} (set MIRFEAT_SHARED)",
+        "cuda": None if _cuda_provider() else "onnxruntime has no CUDA provider (onnxruntime-gpu on a GPU machine)",
     }
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
