@@ -390,28 +390,32 @@ class FrameSignature:
     def stream(self, blocks: Iterable[np.ndarray], chunk_frames: int = 1024) -> Iterator[np.ndarray]:
         """`compute` of a signal that arrives in blocks of samples, in chunks of frames."""
         size, hop, half = self.frame_size, self.hop_size, (self.frame_size + 1) // 2
-        buffer = np.zeros(half, np.float32)  # buffer[0] is sample `first * hop - half`
-        first = n_samples = 0
+        buffer = np.zeros(half, np.float32)  # left zero padding, then the samples
+        origin = -half  # sample index of buffer[0]; frame k starts at sample k * hop - half
+        first = n_samples = 0  # the next frame to emit; samples received so far
         for block in blocks:
             buffer = np.concatenate([buffer, np.asarray(block, np.float32).ravel()])
             n_samples += len(block)
             # Frames that end within the samples received: k * hop - half + size <= n_samples.
             end = (n_samples + half - size) // hop + 1 if n_samples + half >= size else 0
             for start in range(first, end, chunk_frames):
-                yield self._frames(buffer, start - first, min(end, start + chunk_frames) - start)
+                yield self._frames(buffer, start * hop - half - origin, min(end, start + chunk_frames) - start)
             if end > first:
-                buffer = buffer[(end - first) * hop :]
                 first = end
+                # Keep from the next frame's start (a hop longer than the frame skips samples).
+                drop = min(first * hop - half - origin, len(buffer))
+                buffer, origin = buffer[drop:], origin + drop
         total = crepe_frame_count(n_samples, hop)
         if total > first:  # the last frames, zero-padded past the end
-            buffer = np.concatenate([buffer, np.zeros((total - first) * hop + size, np.float32)])
+            needed = (total - 1) * hop - half + size - origin
+            buffer = np.concatenate([buffer, np.zeros(max(needed - len(buffer), 0), np.float32)])
             for start in range(first, total, chunk_frames):
-                yield self._frames(buffer, start - first, min(total, start + chunk_frames) - start)
+                yield self._frames(buffer, start * hop - half - origin, min(total, start + chunk_frames) - start)
 
     def _frames(self, buffer: np.ndarray, offset: int, count: int) -> np.ndarray:
-        """`count` standardised frames, the first starting at frame `offset` of the buffer."""
-        span = buffer[offset * self.hop_size : offset * self.hop_size + (count - 1) * self.hop_size + self.frame_size]
-        frames = np.lib.stride_tricks.sliding_window_view(span, self.frame_size)[:: self.hop_size][:count]
+        """`count` standardised frames, the first starting at sample `offset` of the buffer."""
+        span = buffer[offset : offset + (count - 1) * self.hop_size + self.frame_size]
+        frames = np.lib.stride_tricks.sliding_window_view(span, self.frame_size)[:: self.hop_size]
         return standardise_frames(frames)
 
     def frame_times(self, n_frames: int) -> np.ndarray:
