@@ -247,8 +247,8 @@ def write_frame_sharing(model_proto, onnx_path: Path, input_name: str, seed: int
 def guess_family(input_shapes: dict) -> Family:
     """The family whose wrapper feeds an input of this shape (mirfeat's family table); a graph
     that matches none is taken as Essentia's plain TensorflowPredict."""
-    shape = next(iter(input_shapes.values())) or []
-    return family_for_input(tuple(shape[1:])) or FAMILIES["TensorflowPredict"]
+    name, shape = next(iter(input_shapes.items()))
+    return family_for_input(tuple((shape or [])[1:]), name) or FAMILIES["TensorflowPredict"]
 
 
 def write_metadata(

@@ -89,6 +89,7 @@ def guess_outputs(info: GraphInfo) -> list[tuple[str, str]]:
     convention for MusiCNN-style graphs) gives the embeddings.
     """
     sinks = [n.name for n in info.nodes.values() if not info.consumers.get(n.name) and n.op not in _NOT_OUTPUTS]
+    sinks = [_named_output(info, s) for s in sinks]
     predictions = [s for s in sinks if info.nodes[s].op in _PREDICTION_OPS]
     if not predictions:
         return [(s, "") for s in sinks]
@@ -99,6 +100,15 @@ def guess_outputs(info: GraphInfo) -> list[tuple[str, str]]:
     if len(dense_chain) > 1:
         outputs.append((dense_chain[-1], "embeddings"))
     return outputs
+
+
+def _named_output(info: GraphInfo, sink: str) -> str:
+    """The Sigmoid/Softmax behind a sink that only renames it (Keras' trailing `Identity`, as in
+    CREPE's graphs: Essentia reads `model/classifier/Sigmoid`), else the sink itself."""
+    name = sink
+    while info.nodes[name].op == "Identity" and info.data_inputs(name):
+        name = tensor_node(info.data_inputs(name)[0])
+    return name if info.nodes[name].op in _PREDICTION_OPS else sink
 
 
 def _dense_chain(info: GraphInfo, start: str) -> list[str]:

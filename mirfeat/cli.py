@@ -1,5 +1,5 @@
 """`mirfeat tag FILE...`, `mirfeat run INPUT... -m MODEL -o OUTDIR`, `mirfeat models ...`,
-`mirfeat plot FILE` and `mirfeat convert MODEL.pb`.
+`mirfeat pitch FILE -m MODEL`, `mirfeat plot FILE` and `mirfeat convert MODEL.pb`.
 
 Exit status: 0 when every file was tagged, 1 when any file failed (the others are still tagged and
 printed), 2 when nothing could start (bad model, bad arguments).
@@ -20,6 +20,7 @@ from tqdm import tqdm
 from conversion.__main__ import add_convert_arguments  # argparse only; TensorFlow loads on use
 from mirfeat import __version__
 from mirfeat.errors import AudioError, MirfeatError, display_name, failure_reason, printable
+from mirfeat.families import CREPE_FAMILY
 from mirfeat.model import DEFAULT_MODEL, load_model
 from mirfeat.pipeline import FileFailure
 from mirfeat.runtime import AUTO_BATCH, DEFAULT_BATCH, DEVICES, PRECISIONS
@@ -110,18 +111,84 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def plot(args: argparse.Namespace, out: TextIO) -> int:
-    from mirfeat.plot import plot_result
+    from mirfeat.plot import plot_pitch, plot_result
 
     try:
         model = load_model(args.model)
         result = model(args.file, last_patch_mode=args.last_patch_mode)
         output = args.output or args.file.with_suffix(".png").name
-        plot_result(result, output, top=args.top, size=(args.width, args.height), dpi=args.dpi)
+        size = (args.width, args.height)
+        if model.family is CREPE_FAMILY:  # a pitch contour, not 360 pitch bins as classes
+            track = result.pitch()
+            plot_pitch(track, output, title=Path(result.source).name, size=size, dpi=args.dpi)
+            summary = f"{len(track)} frames, pitch contour"
+        else:
+            plot_result(result, output, top=args.top, size=size, dpi=args.dpi)
+            summary = f"{len(result.patch_times)} patches, {len(result.mean())} classes"
     except (AudioError, OSError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {output} ({len(result.patch_times)} patches, {len(result.mean())} classes)", file=out)
+    print(f"wrote {output} ({summary})", file=out)
     return 0
+
+
+CREPE_MODELS = ", ".join(f"crepe-{size}-1" for size in ("tiny", "small", "medium", "large", "full"))
+
+
+def pitch(args: argparse.Namespace, out: TextIO) -> int:
+    """Time, frequency and confidence per frame of one file, as CSV (or JSON) on stdout or to -o."""
+    if not args.model:
+        print(
+            f"error: mirfeat pitch needs a CREPE model: -m NAME ({CREPE_MODELS}: downloaded from Essentia's "
+            "site and converted, needs the convert extra) or -m PATH.onnx",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        model = load_model(args.model, hop_ms=args.hop_size) if _is_crepe(args.model) else None
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    if model is None:
+        print(f"error: {args.model}: not a CREPE model (its metadata names another algorithm)", file=sys.stderr)
+        return 2
+    try:
+        track = model(args.file).pitch()
+    except Exception as exc:  # a bad file: say which and why
+        print(f"error: {failure_reason(args.file, exc)}", file=sys.stderr)
+        return 1
+    name = display_name(args.file)
+    if args.json:
+        text = json.dumps(
+            {
+                "file": name,
+                "model": model.name,
+                "hop_ms": args.hop_size,
+                "frames": len(track),
+                "time": [round(float(t), 6) for t in track.times],
+                "frequency": [round(float(f), 4) for f in track.frequency],
+                "confidence": [round(float(c), 6) for c in track.confidence],
+            }
+        )
+    else:
+        rows = (
+            f"{t:.5f},{f:.4f},{c:.6f}" for t, f, c in zip(track.times, track.frequency, track.confidence, strict=True)
+        )
+        text = "\n".join(["time,frequency,confidence", *rows])
+    if args.output:
+        args.output.write_text(text + "\n")
+        print(f"wrote {display_name(args.output)} ({len(track)} frames of {name})", file=out)
+    else:
+        print(text, file=out)
+    return 0
+
+
+def _is_crepe(name_or_path: str) -> bool:
+    """Whether a model's metadata names CREPE's algorithm (read before loading: another family's
+    model would refuse hop_ms with a less helpful error)."""
+    from mirfeat.model import read_metadata_beside, resolve_model_path
+
+    return read_metadata_beside(resolve_model_path(name_or_path)).algorithm == CREPE_FAMILY.algorithm
 
 
 def convert(args: argparse.Namespace, out: TextIO) -> int:
@@ -252,6 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
     plotter.add_argument("--dpi", type=int, default=100)
     plotter.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
     plotter.set_defaults(run=plot)
+
+    pitcher = commands.add_parser(
+        "pitch", help="a file's pitch per frame with a CREPE model: time (s), frequency (Hz), confidence"
+    )
+    pitcher.add_argument("file", type=Path)
+    pitcher.add_argument("-m", "--model", help=f"CREPE model: registry name ({CREPE_MODELS}) or .onnx path")
+    pitcher.add_argument("-o", "--output", type=Path, help="write the CSV (or JSON) here instead of stdout")
+    pitcher.add_argument("--json", action="store_true", help="one JSON object with time, frequency, confidence")
+    pitcher.add_argument(
+        "--hop-size", type=float, default=10.0, help="milliseconds between frames (default 10, as Essentia's)"
+    )
+    pitcher.set_defaults(run=pitch)
 
     runner = commands.add_parser(
         "run", help="a library through a model and its heads: summary table, per-patch arrays, resumable"

@@ -7,10 +7,10 @@ Essentia's model tutorials run on mirfeat with the import line changed and `.pb`
     activations = TensorflowPredictMusiCNN(graphFilename="msd-musicnn-1.onnx")(audio)
 
 One class per family of `mirfeat.families.FAMILIES` (TensorflowPredictMusiCNN, ...VGGish,
-...EffnetDiscogs, ...MAEST, ...TempoCNN, TensorflowPredict2D), each a thin layer over the model
-API with that family's defaults. Inputs are float32 mono signals at the family's rate, as in
-Essentia; outputs are [rows, dims] float32 arrays, one row per patch, except MAEST's tensor
-([patches, 1, tokens, width] or [patches, 1, 1, classes]).
+...EffnetDiscogs, ...MAEST, ...TempoCNN, ...CREPE, TensorflowPredict2D), each a thin layer over the
+model API with that family's defaults, and PitchCREPE on top of CREPE. Inputs are float32 mono
+signals at the family's rate, as in Essentia; outputs are [rows, dims] float32 arrays, one row per
+patch (CREPE: per frame), except MAEST's tensor ([patches, 1, tokens, width] or [patches, 1, 1, classes]).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import numpy as np
 
 from mirfeat.audio import load_audio
 from mirfeat.errors import AudioError
-from mirfeat.families import FAMILIES, Family
+from mirfeat.families import CREPE_FAMILY, FAMILIES, Family
 from mirfeat.metadata import ModelMetadata
 from mirfeat.model import Head, Model, essentia_rows, resolve_model_path
 from mirfeat.patches import essentia_padding_patches, make_patches, patch_count
+from mirfeat.pitch import decode_pitch
 from mirfeat.runtime import RunOptions
 
 LAST_BATCH_MODES = ("discard", "zeros", "same")
@@ -217,6 +218,73 @@ class _TensorflowPredictEmbeddings:
         return essentia_rows(self._head.graph.run(rows, [self.output], self.batchSize)[self.output])
 
 
+class _CREPEWrapper:
+    """What TensorflowPredictCREPE and PitchCREPE share: 1024-sample frames every `hopSize` ms at
+    16 kHz (floor(N / hop) + 1 of them, each standardised on its own) -> activations [frames, 360].
+    A frame of digital silence standardises to NaN (0 / 0, as in Essentia) and its row is NaN
+    (Essentia's TensorFlow turns that NaN into an arbitrary row of 0s and 1s)."""
+
+    family: ClassVar[Family] = CREPE_FAMILY
+    default_batch_size: ClassVar[int]
+
+    def __init__(
+        self,
+        graphFilename: str = "",
+        input: str | None = None,
+        output: str | None = None,
+        hopSize: float = 10.0,
+        batchSize: int | None = None,
+        device: str = "cpu",
+    ):
+        name, family = type(self).__name__, self.family
+        if not graphFilename:
+            raise ValueError(f"{name}: graphFilename is required")
+        if not hopSize > 0:
+            raise ValueError(f"{name}: hopSize must be > 0 (milliseconds), not {hopSize!r}")
+        self.hopSize = float(hopSize)
+        self.batchSize = self.default_batch_size if batchSize is None else batchSize
+        self.output = output or family.output_name
+        path = resolve_model_path(graphFilename)
+        self._model = Model(
+            path,
+            metadata=_metadata_for(path, family),
+            family=family,
+            options=RunOptions(device=device, batch_size=self.batchSize),
+            input_name=input or family.input_name,
+            hop_ms=self.hopSize,
+        )
+
+    def activations(self, audio: np.ndarray) -> np.ndarray:
+        """[N] samples at 16 kHz -> [frames, 360] float32."""
+        signal = _mono(type(self).__name__, audio)
+        return self._model(signal, sample_rate=self._model.sample_rate, outputs=[self.output]).outputs[self.output]
+
+
+class TensorflowPredictCREPE(_CREPEWrapper):
+    __doc__ = "Essentia's TensorflowPredictCREPE: " + (_CREPEWrapper.__doc__ or "").split(": ", 1)[1]
+    default_batch_size = CREPE_FAMILY.batch_size
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        return self.activations(audio)
+
+
+class PitchCREPE(_CREPEWrapper):
+    """Essentia's PitchCREPE: [N] samples at 16 kHz -> (time [frames] s, frequency [frames] Hz,
+    confidence [frames], activations [frames, 360]), decoded by `mirfeat.pitch.decode_pitch`.
+    Frames without a pitch (NaN activations: digital silence) get frequency 0 and confidence 0.
+    """
+
+    default_batch_size = 64  # PitchCREPE's default (TensorflowPredictCREPE's is 16)
+
+    def __call__(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        activations = self.activations(audio)
+        track = decode_pitch(activations, self._model.patch_times(len(activations)))
+        return track.times.astype(np.float32), track.frequency, track.confidence, activations
+
+
+_WRITTEN = {"TensorflowPredictCREPE": TensorflowPredictCREPE}  # families whose facade is written out
+
+
 def _facade_class(family: Family) -> type:
     base = _TensorflowPredictAudio if family.takes_audio else _TensorflowPredictEmbeddings
     if family.signature is not None:
@@ -230,7 +298,7 @@ def _facade_class(family: Family) -> type:
     return type(family.algorithm, (base,), {"family": family, "__doc__": doc, "__module__": __name__})
 
 
-_CLASSES = {name: _facade_class(family) for name, family in FAMILIES.items() if family.facade}
+_CLASSES = {name: _WRITTEN.get(name) or _facade_class(family) for name, family in FAMILIES.items() if family.facade}
 globals().update(_CLASSES)
 
-__all__ = ["MonoLoader", "essentia_tensor", *_CLASSES]
+__all__ = ["MonoLoader", "PitchCREPE", "essentia_tensor", *_CLASSES]

@@ -11,13 +11,12 @@ entry here (plus its signature in `mirfeat.signatures`, if new).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from mirfeat.errors import ModelError
-from mirfeat.patches import patch_start_times
-from mirfeat.signatures import MUSICNN, TEMPOCNN, VGGISH, Signature
+from mirfeat.signatures import CREPE, MUSICNN, TEMPOCNN, VGGISH, FrameSignature, Frontend
 
 # How patches [B, T, F] are laid out for the graph, as Essentia's wrappers feed them:
 # "squeezed" [B, T, F] (TensorflowPredict's squeeze drops the channel axis; [B, D] for one-row
@@ -56,7 +55,8 @@ MAEST_PATCHES = (("discogs-maest-20s-", 1256, 1250), ("discogs-maest-10s-", 626,
 class Family:
     """What one Essentia `TensorflowPredict*` wrapper does around its graph.
 
-    signature: frames -> bands of the audio input; None for heads, which read embeddings.
+    signature: frames -> bands of the audio input (CREPE's: standardised raw frames, see
+        `mirfeat.signatures.FrameSignature`); None for heads, which read embeddings.
     patch_size, patch_hop_size: frames (or embedding rows) per patch and between patch starts.
     patch_overrides: (file-name marker, patch size, hop): a graph file name containing the marker
         gets that size and hop, overriding the defaults and the user's values.
@@ -72,7 +72,7 @@ class Family:
     """
 
     algorithm: str
-    signature: Signature | None
+    signature: Frontend | None
     patch_size: int
     patch_hop_size: int
     input_name: str
@@ -113,8 +113,17 @@ class Family:
         for chunk in self._signature.stream(blocks):
             yield self.band_transform(chunk) if self.band_transform else chunk
 
+    def with_hop_ms(self, hop_ms: float | None) -> Family:
+        """This family with its frames `hop_ms` milliseconds apart (Essentia's `hopSize` of
+        TensorflowPredictCREPE / PitchCREPE); None keeps the default. Only CREPE takes a hop."""
+        if hop_ms is None:
+            return self
+        if not isinstance(self.signature, FrameSignature):
+            raise ValueError(f"{self.algorithm} frames at a fixed hop; a hop size in ms is CREPE's parameter")
+        return replace(self, signature=self.signature.with_hop_ms(hop_ms))
+
     @property
-    def _signature(self) -> Signature:
+    def _signature(self) -> Frontend:
         if self.signature is None:
             raise ValueError(f"{self.algorithm} models read embeddings, not audio")
         return self.signature
@@ -147,7 +156,7 @@ class Family:
         if self.signature is None:
             return np.arange(n_patches, dtype=np.float64)
         hop = patch_hop_size or self.patch_hop_size
-        return patch_start_times(n_patches, hop, self.signature.hop_size, self.signature.sample_rate)
+        return self.signature.frame_times(n_patches * hop)[::hop]
 
 
 MUSICNN_FAMILY = Family(
@@ -200,6 +209,18 @@ TEMPOCNN_FAMILY = Family(
     layout="bands_time_1",
     has_training_flag=False,
 )
+# Essentia's TensorflowPredictCREPE: one standardised 1024-sample frame per graph row ([B, 1024]
+# after TensorflowPredict's squeeze of [B, 1, 1, 1024]), so patches of one frame.
+CREPE_FAMILY = Family(
+    algorithm="TensorflowPredictCREPE",
+    signature=CREPE,
+    patch_size=1,
+    patch_hop_size=1,
+    input_name="frames",
+    output_name="model/classifier/Sigmoid",
+    batch_size=16,  # the standard-mode wrapper's default (64 in streaming mode and in PitchCREPE)
+    has_training_flag=False,
+)
 PREDICT_2D_FAMILY = Family(
     algorithm="TensorflowPredict2D",
     signature=None,
@@ -228,6 +249,7 @@ FAMILIES: dict[str, Family] = {
         EFFNET_DISCOGS_FAMILY,
         MAEST_FAMILY,
         TEMPOCNN_FAMILY,
+        CREPE_FAMILY,
         PREDICT_2D_FAMILY,
         PREDICT_FAMILY,
     )
@@ -243,23 +265,28 @@ def family_for(algorithm: str, source: str = "model") -> Family:
         raise ModelError(f"{source}: unknown Essentia algorithm {algorithm!r} (known: {known})") from None
 
 
-def family_for_input(shape: tuple | list) -> Family | None:
+def family_for_input(shape: tuple | list, input_name: str | None = None) -> Family | None:
     """The audio family whose wrapper feeds a graph input of this shape (batch axis excluded), or
     None. Unknown axes (None, negative or named, as in TempoCNN's [40, -1, 1]) match any size when
     one family alone fits. A graph whose input is one vector ([D] or [1, D]) is a head:
-    `PREDICT_2D_FAMILY`."""
+    `PREDICT_2D_FAMILY`, unless the input carries the name of an audio family fed one vector per
+    row (CREPE's `frames` [1024]; a head on 1024-wide YAMNet embeddings has the same shape).
+    `input_name` may carry a ":0" suffix."""
     shape = tuple(d if isinstance(d, int) and d > 0 else None for d in shape)
-    exact = [f for f in FAMILIES.values() if shape in f.input_shapes()]
+    vector = len(shape) == 1 or (len(shape) == 2 and shape[0] == 1)
+    name = input_name.removesuffix(":0") if input_name else None
+    audio = [f for f in FAMILIES.values() if not (vector and name != f.input_name)]
+    exact = [f for f in audio if shape in f.input_shapes()]
     if exact:
         return exact[0]
     fitting = {
         f.algorithm: f
-        for f in FAMILIES.values()
+        for f in audio
         for known in f.input_shapes()
         if len(known) == len(shape) and all(d is None or d == k for d, k in zip(shape, known, strict=True))
     }
     if len(fitting) == 1:
         return next(iter(fitting.values()))
-    if len(shape) == 1 or (len(shape) == 2 and shape[0] == 1):
+    if vector:
         return PREDICT_2D_FAMILY
     return None

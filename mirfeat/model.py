@@ -106,6 +106,7 @@ class Model(_LoadedGraph):
     Calling it on a file path or an array runs decode -> bands -> patches -> onnxruntime and
     returns a `Result` with every schema output from one pass. patch_size / patch_hop_size
     override the family's (MAEST's follow its file name or its graph's input, as in Essentia).
+    hop_ms: CREPE's frame hop in milliseconds (Essentia's `hopSize`, default 10).
     """
 
     def __init__(
@@ -114,9 +115,11 @@ class Model(_LoadedGraph):
         *,
         patch_size: int | None = None,
         patch_hop_size: int | None = None,
+        hop_ms: float | None = None,
         **kwargs,
     ):
         super().__init__(path, **kwargs)
+        self.family = self.family.with_hop_ms(hop_ms)
         if self.family.signature is None:
             raise ValueError(
                 f"{self.path}: a {self.family.algorithm} model reads embeddings, not audio; load it with load_model()"
@@ -521,6 +524,7 @@ def load_model(
     precision: str = "fp32",
     embedding_model: Model | None = None,
     options: RunOptions | None = None,
+    hop_ms: float | None = None,
 ) -> Model | Head:
     """Load a bundled model by name (default msd-musicnn-1) or an .onnx file with its JSON beside it.
 
@@ -528,11 +532,14 @@ def load_model(
     `Head`; its embedding model is `embedding_model` or is found by name beside it or among the
     bundled models. `options` (or device / batch_size / threads / precision) apply to every
     session opened (see `RunOptions`).
+    hop_ms: a CREPE model's frame hop in milliseconds (default 10); an error for other families.
     """
     options = options or RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     path = _check_model_file(resolve_model_path(name_or_path))
     metadata = read_metadata_beside(path)
     family = family_for(metadata.algorithm, str(path.with_suffix(".json")))
     if family.takes_audio:
-        return Model(path, metadata=metadata, family=family, options=options)
+        return Model(path, metadata=metadata, family=family, options=options, hop_ms=hop_ms)
+    if hop_ms is not None:
+        raise ValueError(f"{path}: hop_ms is a CREPE model's frame hop; a {family.algorithm} head has none")
     return Head(path, metadata=metadata, family=family, options=options, embedding_model=embedding_model)

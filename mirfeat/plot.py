@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from mirfeat.pitch import PitchTrack
 from mirfeat.results import Result
 
 
@@ -92,6 +93,40 @@ def plot_embeddings(
     ax.set_ylabel("dimension")
     ax.set_title(title or f"embeddings ({embeddings.shape[1]} dimensions)")
     fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return fig
+
+
+def plot_pitch(
+    track: PitchTrack,
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    min_confidence: float = 0.5,
+    size: tuple[float, float] = (12.0, 5.0),
+    dpi: int = 100,
+):
+    """Draw a pitch contour (Hz on a log axis, over time) with the confidence below it; save a PNG.
+
+    Frames whose confidence is below `min_confidence` are left out of the contour (a gap), as are
+    frames without a pitch. Returns the matplotlib Figure (closed).
+    """
+    plt = _pyplot()
+    frequency = np.where(track.voiced(min_confidence) & (track.frequency > 0), track.frequency, np.nan)
+    fig, (ax, conf_ax) = plt.subplots(2, 1, figsize=size, dpi=dpi, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot(track.times, frequency, linewidth=1.2)
+    if np.isfinite(frequency).any():
+        ax.set_yscale("log")
+    ax.set_ylabel("frequency (Hz)")
+    ax.set_title(title or "pitch")
+    ax.grid(True, which="both", alpha=0.3)
+    conf_ax.plot(track.times, track.confidence, linewidth=0.8, color="grey")
+    conf_ax.axhline(min_confidence, linestyle="--", linewidth=0.8, color="red")
+    conf_ax.set_ylim(0.0, 1.0)
+    conf_ax.set_ylabel("confidence")
+    conf_ax.set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)

@@ -6,14 +6,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mirfeat.pitch import PitchTrack, decode_pitch
+
 
 @dataclass
 class Result:
     """What one model run gives for one input.
 
     outputs: every requested graph output, keyed by its schema name. One row per patch
-        ([patches, dims]) for most families; MAEST's keep the graph's per-patch tensor
-        ([patches, tokens, width] for a transformer block, [patches, classes] for the classifier).
+        ([patches, dims]) for most families (CREPE: one per frame, [frames, 360]); MAEST's keep the
+        graph's per-patch tensor ([patches, tokens, width] for a transformer block, [patches,
+        classes] for the classifier).
     activations / embeddings: the outputs whose metadata purpose is predictions / embeddings.
     patch_times: [patches] start of each patch in seconds.
     duration: seconds of audio at the model's rate.
@@ -50,6 +53,11 @@ class Result:
             return []
         order = np.argsort(-clip, kind="stable")[:k]
         return [(self.labels[i] if i < len(self.labels) else str(i), float(clip[i])) for i in order]
+
+    def pitch(self) -> PitchTrack:
+        """A CREPE run's pitch per frame (Essentia's PitchCREPE decoding of the [frames, 360]
+        activations): times in s, frequency in Hz, confidence in [0, 1]."""
+        return decode_pitch(self._require_activations(), self.patch_times)
 
     def _require_activations(self) -> np.ndarray:
         if self.activations is None:

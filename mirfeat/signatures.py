@@ -330,3 +330,103 @@ TEMPOCNN = Signature(
     spectrum="magnitude",
     compression="none",
 )
+
+
+def crepe_frame_count(n_samples: int, hop_size: int) -> int:
+    """Frames the CREPE wrapper's FrameCutter keeps for N samples: floor(N / hop) + 1 (0 for N = 0).
+
+    Its frames are centred like the others, but validFrameThresholdRatio 0.5 drops a last frame
+    that holds fewer than frame_size / 2 samples (left padding included): those centred past the end.
+    """
+    return n_samples // hop_size + 1 if n_samples > 0 else 0
+
+
+def standardise_frames(frames: np.ndarray) -> np.ndarray:
+    """Each frame of [n, size] to zero mean and unit population std, as Essentia's
+    TensorNormalize(scaler="standard", axis=0, skipConstantSlices=false) does for CREPE: no
+    epsilon, so a constant frame (digital silence) becomes 0 / 0 = NaN."""
+    frames = frames.astype(np.float64)
+    mean = frames.mean(axis=1, keepdims=True)
+    centred = frames - mean
+    std = np.sqrt(np.einsum("ij,ij->i", centred, centred) / frames.shape[1])[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (centred / std).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FrameSignature:
+    """CREPE's input: raw centred frames, each standardised on its own (`standardise_frames`).
+
+    The same interface as `Signature` (its "bands" are the frame's samples): `compute(signal)`
+    maps [N] samples at `sample_rate` to [floor(N / hop) + 1, frame_size]. The hop is given in
+    milliseconds, as Essentia's TensorflowPredictCREPE takes it (`hopSize`, default 10 ms); the
+    samples between frames are int(sample_rate * hop_ms / 1000), as the wrapper rounds them.
+    """
+
+    name: str
+    sample_rate: int
+    frame_size: int
+    hop_ms: float
+
+    @property
+    def hop_size(self) -> int:
+        """Samples between frame centres (Essentia computes it in single precision, then truncates)."""
+        return int(float(_f32(self.sample_rate) * _f32(self.hop_ms)) / 1000.0)
+
+    @property
+    def n_bands(self) -> int:
+        return self.frame_size
+
+    def with_hop_ms(self, hop_ms: float) -> FrameSignature:
+        if not hop_ms > 0:
+            raise ValueError(f"the hop size must be a positive number of milliseconds, not {hop_ms!r}")
+        return FrameSignature(self.name, self.sample_rate, self.frame_size, float(hop_ms))
+
+    def compute(self, signal: np.ndarray) -> np.ndarray:
+        """Standardised frames of a mono signal: [N] -> [floor(N / hop) + 1, frame_size] float32."""
+        chunks = list(self.stream([signal]))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.frame_size), np.float32)
+
+    def stream(self, blocks: Iterable[np.ndarray], chunk_frames: int = 1024) -> Iterator[np.ndarray]:
+        """`compute` of a signal that arrives in blocks of samples, in chunks of frames."""
+        size, hop, half = self.frame_size, self.hop_size, (self.frame_size + 1) // 2
+        buffer = np.zeros(half, np.float32)  # left zero padding, then the samples
+        origin = -half  # sample index of buffer[0]; frame k starts at sample k * hop - half
+        first = n_samples = 0  # the next frame to emit; samples received so far
+        for block in blocks:
+            buffer = np.concatenate([buffer, np.asarray(block, np.float32).ravel()])
+            n_samples += len(block)
+            # Frames that end within the samples received: k * hop - half + size <= n_samples.
+            end = (n_samples + half - size) // hop + 1 if n_samples + half >= size else 0
+            for start in range(first, end, chunk_frames):
+                yield self._frames(buffer, start * hop - half - origin, min(end, start + chunk_frames) - start)
+            if end > first:
+                first = end
+                # Keep from the next frame's start (a hop longer than the frame skips samples).
+                drop = min(first * hop - half - origin, len(buffer))
+                buffer, origin = buffer[drop:], origin + drop
+        total = crepe_frame_count(n_samples, hop)
+        if total > first:  # the last frames, zero-padded past the end
+            needed = (total - 1) * hop - half + size - origin
+            buffer = np.concatenate([buffer, np.zeros(max(needed - len(buffer), 0), np.float32)])
+            for start in range(first, total, chunk_frames):
+                yield self._frames(buffer, start * hop - half - origin, min(total, start + chunk_frames) - start)
+
+    def _frames(self, buffer: np.ndarray, offset: int, count: int) -> np.ndarray:
+        """`count` standardised frames, the first starting at sample `offset` of the buffer."""
+        span = buffer[offset : offset + (count - 1) * self.hop_size + self.frame_size]
+        frames = np.lib.stride_tricks.sliding_window_view(span, self.frame_size)[:: self.hop_size]
+        return standardise_frames(frames)
+
+    def frame_times(self, n_frames: int) -> np.ndarray:
+        """Time stamps in seconds as Essentia's PitchCREPE gives them: i * hop_ms / 1000, in single
+        precision (from the hop in ms, not the whole samples the frames are cut at)."""
+        steps = np.arange(n_frames, dtype=np.float32) * _f32(self.hop_ms)
+        return (steps.astype(np.float64) / 1000.0).astype(np.float32).astype(np.float64)
+
+
+# Essentia's TensorflowPredictCREPE: 1024-sample frames at 16 kHz every 10 ms (its hopSize default).
+CREPE = FrameSignature(name="crepe", sample_rate=16000, frame_size=1024, hop_ms=10.0)
+
+# What a family's `signature` may be: mel bands of frames, or CREPE's standardised frames.
+Frontend = Signature | FrameSignature

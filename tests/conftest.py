@@ -311,6 +311,17 @@ def deeptemp(tmp_path_factory) -> Path:
 TENSORFLOW_FIXTURES.append("deeptemp")
 
 
+@pytest.fixture(scope="session")
+def crepe_tiny(tmp_path_factory) -> Path:
+    """The shared CREPE graph crepe-tiny-1 converted from the graph alone (no JSON beside it)."""
+    out = tmp_path_factory.mktemp("crepe") / "crepe-tiny-1.onnx"
+    run_python("-m", "conversion", "convert", str(ESSENTIA_MODELS / "crepe" / "crepe-tiny-1.pb"), "-o", str(out))
+    return out
+
+
+TENSORFLOW_FIXTURES.append("crepe_tiny")
+
+
 def _build_replicas(tmp_path_factory, family: str) -> Path:
     """`python -m conversion build-replicas --family FAMILY --size small --onnx` into a fresh directory."""
     out = tmp_path_factory.mktemp(f"replicas_{family}")

@@ -29,6 +29,7 @@ ESSENTIA_DEFAULTS = {
     "TensorflowPredictEffnetDiscogs": (128, 62, 64, "serving_default_melspectrogram", "PartitionedCall"),
     "TensorflowPredictMAEST": (1876, 1875, 1, "melspectrogram", "Identity"),
     "TensorflowPredictTempoCNN": (256, 128, 16, "input", "output"),
+    "TensorflowPredictCREPE": (1, 1, 16, "frames", "model/classifier/Sigmoid"),
     "TensorflowPredict2D": (1, 1, 64, "model/Placeholder", "model/Sigmoid"),
 }
 
