@@ -69,6 +69,8 @@ class Family:
     input_name, output_name: Essentia's default tensor names.
     tensor_output: the wrapper returns the graph's output as a tensor (MAEST) instead of one row
         per patch.
+    metadata_algorithms: other names a model JSON's inference.algorithm gives for this family:
+        Essentia's algorithm on top of the wrapper (its tempo models name `TempoCNN`).
     """
 
     algorithm: str
@@ -86,6 +88,7 @@ class Family:
     tensor_output: bool = False
     has_training_flag: bool = True  # the wrapper takes isTrainingName
     facade: bool = True  # Essentia has a standard-mode class of this name that takes arrays
+    metadata_algorithms: tuple[str, ...] = ()
 
     @property
     def takes_audio(self) -> bool:
@@ -199,6 +202,7 @@ TEMPOCNN_FAMILY = Family(
     patch_transform=standardise_patches,
     layout="bands_time_1",
     has_training_flag=False,
+    metadata_algorithms=("TempoCNN",),
 )
 PREDICT_2D_FAMILY = Family(
     algorithm="TensorflowPredict2D",
@@ -239,6 +243,9 @@ def family_for(algorithm: str, source: str = "model") -> Family:
     try:
         return FAMILIES[algorithm]
     except KeyError:
+        for family in FAMILIES.values():
+            if algorithm in family.metadata_algorithms:
+                return family
         known = ", ".join(FAMILIES)
         raise ModelError(f"{source}: unknown Essentia algorithm {algorithm!r} (known: {known})") from None
 
