@@ -91,6 +91,8 @@ def estimate_tempo(probabilities: np.ndarray, patch_times: np.ndarray, aggregati
     """A `TempoEstimate` from per-patch tempo-class probabilities [patches, 256] and the patches'
     start times [patches] (s). A `NoTempoError` when there is no patch."""
     probabilities = np.asarray(probabilities)
+    if probabilities.ndim == 2 and len(probabilities) == 0:  # no patch: the width is unknown
+        probabilities = np.zeros((0, N_TEMPO_CLASSES), np.float32)
     if probabilities.ndim != 2 or probabilities.shape[1] != N_TEMPO_CLASSES:
         raise ValueError(
             f"expected TempoCNN's tempo classes [patches, {N_TEMPO_CLASSES}], got shape {probabilities.shape}"
