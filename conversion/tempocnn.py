@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 N_BANDS = 40
 PATCH_FRAMES = 256
@@ -82,6 +81,8 @@ def check_name(name: str) -> None:
 
 def metadata(name: str) -> dict:
     """Essentia-style metadata JSON for one of MODELS."""
+    import tensorflow as tf
+
     mazurka = name.startswith("dt_maz")
     title = name.replace("_", " ").replace("deeptemp", "DeepTemp").replace("deepsquare", "DeepSquare")
     title = title.replace("shallowtemp", "ShallowTemp").replace("dt maz", "DT-Maz")
@@ -123,6 +124,8 @@ def freeze(name: str, out_dir: str | Path, seed: int = 0) -> tuple[Path, float]:
     """Freeze the wheel's `<name>.h5` into `<out_dir>/<name>.pb` and its JSON. Returns the .pb path
     and the largest difference between the frozen graph and the Keras model on the same
     standardised patches (a ValueError above FREEZE_MAX_ABS_DIFF)."""
+    import tensorflow as tf  # here: the name checks above run without it
+
     check_name(name)
     h5 = tempocnn_dir() / "models" / f"{name}.h5"
     tf.compat.v1.disable_v2_behavior()  # a graph with a placeholder named `input`, as Essentia's
