@@ -113,19 +113,18 @@ def plot_tempo(
     with each patch's local tempo marked and the global tempo in the title; save a PNG."""
     plt = _pyplot()
     probabilities = np.asarray(probabilities)
-    n_classes = probabilities.shape[1] if probabilities.ndim == 2 and len(probabilities) else 256
-    extent = [*_time_extent(estimate.patch_times), BPM_OFFSET - 0.5, BPM_OFFSET + n_classes - 0.5]
+    extent = [*_time_extent(estimate.patch_times), BPM_OFFSET - 0.5, BPM_OFFSET + probabilities.shape[1] - 0.5]
     fig, ax = plt.subplots(figsize=size, dpi=dpi)
     image = ax.imshow(
-        probabilities.T if len(probabilities) else np.zeros((n_classes, 1)),
+        probabilities.T,
         aspect="auto",
         origin="lower",
         interpolation="nearest",
         extent=extent,
         vmin=0.0,
     )
-    step = float(extent[1] - extent[0]) / max(len(estimate.patch_times), 1)
-    ax.plot(estimate.patch_times + step / 2, estimate.local_bpm, "w.", markersize=4, label="local tempo")
+    hop = float(extent[1] - extent[0]) / len(estimate.patch_times)
+    ax.plot(estimate.patch_times + hop / 2, estimate.local_bpm, "w.", markersize=4)  # the local tempi
     ax.set_xlabel("time (s)")
     ax.set_ylabel("tempo (BPM)")
     ax.set_title(f"{title + ': ' if title else ''}{estimate.bpm:g} BPM ({estimate.aggregation})")

@@ -10,9 +10,12 @@ computes them. `mirfeat.essentia.TempoCNN` and `Result.tempo()` both use `estima
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 BPM_OFFSET = 30  # class i of the softmax is 30 + i BPM
 N_TEMPO_CLASSES = 256
@@ -84,7 +87,10 @@ def aggregate(local_bpm: np.ndarray, method: str = "majority") -> float:
         return float((ordered[middle - 1] + ordered[middle]) / np.float32(2))
     values, first, counts = np.unique(bpm, return_index=True, return_counts=True)
     winners = np.flatnonzero(counts == counts.max())
-    return float(values[winners[np.argmin(first[winners])]])
+    winner = float(values[winners[np.argmin(first[winners])]])
+    if len(winners) > 1:  # Essentia warns too
+        log.info("majority vote tied between %s BPM; %g comes first", values[winners].tolist(), winner)
+    return winner
 
 
 def estimate_tempo(probabilities: np.ndarray, patch_times: np.ndarray, aggregation: str = "majority") -> TempoEstimate:
