@@ -1,6 +1,6 @@
-"""`python -m conversion convert MODEL.pb [-o MODEL.onnx]`, `freeze-musicnn`, `build-test-models` and
-`build-replicas -o DIR [--family effnet|maest|yamnet|all] [--size small|full] [--onnx]` and
-`fp16 MODEL.onnx...` (NAME.fp16.onnx beside each, for device="cuda", precision="fp16")."""
+"""`python -m conversion convert MODEL.pb [-o MODEL.onnx]`, `freeze-musicnn`, `freeze-tempocnn`,
+`build-test-models`, `build-replicas -o DIR [--family effnet|maest|yamnet|all] [--size small|full] [--onnx]`
+and `fp16 MODEL.onnx...` (NAME.fp16.onnx beside each, for device="cuda", precision="fp16")."""
 
 from __future__ import annotations
 
@@ -70,6 +70,26 @@ def run_freeze_musicnn(args: argparse.Namespace) -> int:
             args.pb, args.output, args.inputs, args.outputs, args.no_check = pb, None, None, None, False
             if run_convert(args):
                 return 1
+    return 0
+
+
+def run_freeze_tempocnn(args: argparse.Namespace) -> int:
+    from conversion import tempocnn
+
+    names = args.models or list(tempocnn.MODELS)
+    try:
+        for name in names:
+            tempocnn.check_name(name)
+        for name in names:
+            pb, diff = tempocnn.freeze(name, args.output_dir)
+            print(f"wrote {pb} and {pb.with_suffix('.json')} (frozen vs Keras, max abs diff {diff:.3g})")
+            if args.onnx:
+                args.pb, args.output, args.inputs, args.outputs, args.no_check = pb, None, None, None, False
+                if run_convert(args):
+                    return 1
+    except (tempocnn.UnsupportedModel, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -176,6 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     freeze.add_argument("models", nargs="*", help="msd-musicnn-1, mtt-musicnn-1, msd-vgg-1, mtt-vgg-1 (default all)")
     freeze.add_argument("-o", "--output-dir", type=Path, default=Path("."))
     freeze.add_argument("--onnx", action="store_true", help="also convert each graph to ONNX")
+    freeze_tempo = commands.add_parser(
+        "freeze-tempocnn", help="Essentia-format TempoCNN graphs from the tempocnn wheel (AGPL v3 weights)"
+    )
+    freeze_tempo.add_argument(
+        "models", nargs="*", help="deeptemp_k2, deepsquare_k1, shallowtemp_k1, dt_maz_v_fold0, ... (default all)"
+    )
+    freeze_tempo.add_argument("-o", "--output-dir", type=Path, default=Path("."))
+    freeze_tempo.add_argument("--onnx", action="store_true", help="also convert each graph to ONNX")
     test_models = commands.add_parser(
         "build-test-models", help="VGGish-architecture graph, classifier and heads with seeded weights"
     )
@@ -205,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {
         "convert": run_convert,
         "freeze-musicnn": run_freeze_musicnn,
+        "freeze-tempocnn": run_freeze_tempocnn,
         "build-test-models": run_build_test_models,
         "build-replicas": run_build_replicas,
         "fp16": run_fp16,

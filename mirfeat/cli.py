@@ -1,5 +1,6 @@
-"""`mirfeat tag FILE...`, `mirfeat run INPUT... -m MODEL -o OUTDIR`, `mirfeat models ...`,
-`mirfeat pitch FILE -m MODEL`, `mirfeat plot FILE` and `mirfeat convert MODEL.pb`.
+"""`mirfeat tag FILE...`, `mirfeat tempo FILE... -m MODEL`, `mirfeat pitch FILE -m MODEL`,
+`mirfeat run INPUT... -m MODEL -o OUTDIR`, `mirfeat models ...`, `mirfeat plot FILE` and
+`mirfeat convert MODEL.pb`.
 
 Exit status: 0 when every file was tagged, 1 when any file failed (the others are still tagged and
 printed), 2 when nothing could start (bad model, bad arguments).
@@ -20,10 +21,11 @@ from tqdm import tqdm
 from conversion.__main__ import add_convert_arguments  # argparse only; TensorFlow loads on use
 from mirfeat import __version__
 from mirfeat.errors import AudioError, MirfeatError, display_name, failure_reason, printable
-from mirfeat.families import CREPE_FAMILY
-from mirfeat.model import DEFAULT_MODEL, load_model
+from mirfeat.families import CREPE_FAMILY, TEMPOCNN_FAMILY
+from mirfeat.model import DEFAULT_MODEL, Model, load_model
 from mirfeat.pipeline import FileFailure
 from mirfeat.runtime import AUTO_BATCH, DEFAULT_BATCH, DEVICES, PRECISIONS
+from mirfeat.tempo import AGGREGATIONS, NoTempoError, TempoEstimate
 
 
 def tag(args: argparse.Namespace, out: TextIO) -> int:
@@ -62,6 +64,71 @@ def tag(args: argparse.Namespace, out: TextIO) -> int:
             for label, score in top:
                 print(f"  {score:.3f}  {label}", file=out)
             out.flush()
+    return 1 if failures else 0
+
+
+TEMPO_MODEL_HINT = (
+    "give a TempoCNN model with -m: a converted .onnx (python -m conversion freeze-tempocnn deeptemp_k4 --onnx "
+    "freezes one from the tempocnn package) or the name of Essentia's deeptemp-k16-3, deeptemp-k4-3 or "
+    "deepsquare-k16-3 (downloaded and converted on first use; CC BY-NC-SA)"
+)
+
+
+def _tempo_record(name: str, duration: float, tempo: TempoEstimate, local: bool) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "file": name,
+        "duration": round(duration, 3),
+        "bpm": tempo.bpm,
+        "aggregation": tempo.aggregation,
+    }
+    if local:
+        record["local"] = [{"time": round(t, 3), "bpm": bpm, "probability": round(p, 6)} for t, bpm, p in tempo.local()]
+    return record
+
+
+def tempo(args: argparse.Namespace, out: TextIO) -> int:
+    """`mirfeat tempo FILE... -m MODEL`: each file's global BPM (and with --local, one tempo per patch)."""
+    if not args.model:
+        print(f"error: no model: {TEMPO_MODEL_HINT}", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(args.model, device=args.device, batch_size=args.batch_size)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    if not isinstance(model, Model) or model.family is not TEMPOCNN_FAMILY:
+        print(
+            f"error: {args.model}: a {model.family.algorithm} model, not TempoCNN; {TEMPO_MODEL_HINT}", file=sys.stderr
+        )
+        return 2
+    failures = 0
+    for path in args.files:
+        name = display_name(path)
+        try:
+            result = model(path, last_patch_mode=args.last_patch_mode)
+            estimate = result.tempo(args.aggregation)
+        except NoTempoError:
+            failures += 1
+            reason = f"{name}: shorter than one patch ({result.duration:.2f} s), no tempo; try --last-patch-mode repeat"
+            print(f"error: {reason}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": name, "error": reason}), file=out, flush=True)
+            continue
+        except Exception as exc:  # one bad file must not stop the others, whatever it raises
+            failures += 1
+            reason = failure_reason(path, exc)
+            print(f"error: {reason}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": name, "error": reason}), file=out, flush=True)
+            continue
+        if args.json:
+            print(json.dumps(_tempo_record(name, result.duration, estimate, args.local)), file=out, flush=True)
+            continue
+        print(f"{name}: {estimate.bpm:g} BPM", file=out)
+        if args.local:
+            for start, bpm, probability in estimate.local():
+                print(f"  {start:8.2f} s  {bpm:5g} BPM  (p {probability:.3f})", file=out)
+        out.flush()
     return 1 if failures else 0
 
 
@@ -111,19 +178,19 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def plot(args: argparse.Namespace, out: TextIO) -> int:
-    from mirfeat.plot import plot_pitch, plot_result
+    from mirfeat.plot import plot_result
 
     try:
         model = load_model(args.model)
         result = model(args.file, last_patch_mode=args.last_patch_mode)
         output = args.output or args.file.with_suffix(".png").name
         size = (args.width, args.height)
-        if model.family is CREPE_FAMILY:  # a pitch contour, not 360 pitch bins as classes
-            track = result.pitch()
-            plot_pitch(track, output, title=Path(result.source).name, size=size, dpi=args.dpi)
-            summary = f"{len(track)} frames, pitch contour"
+        plot_result(result, output, top=args.top, size=size, dpi=args.dpi)
+        if result.algorithm == CREPE_FAMILY.algorithm:
+            summary = f"{len(result.patch_times)} frames, pitch contour"
+        elif result.algorithm == TEMPOCNN_FAMILY.algorithm:
+            summary = f"{len(result.patch_times)} patches, tempo probabilities"
         else:
-            plot_result(result, output, top=args.top, size=size, dpi=args.dpi)
             summary = f"{len(result.patch_times)} patches, {len(result.mean())} classes"
     except (AudioError, OSError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -308,6 +375,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="a progress bar on stderr (default: when stderr is a terminal)",
     )
     tagger.set_defaults(run=tag)
+
+    tempo_parser = commands.add_parser("tempo", help="print each file's tempo in BPM with a TempoCNN model")
+    tempo_parser.add_argument("files", nargs="+", type=Path)
+    tempo_parser.add_argument("-m", "--model", help="TempoCNN .onnx path or Essentia model name (required)")
+    tempo_parser.add_argument(
+        "--aggregation",
+        default="majority",
+        choices=AGGREGATIONS,
+        help="global tempo from the local ones: majority (default, as Essentia), mean or median",
+    )
+    tempo_parser.add_argument("--local", action="store_true", help="also print the tempo of each patch (every 5.9 s)")
+    tempo_parser.add_argument("--json", action="store_true", help="print one JSON object per file, as each is done")
+    tempo_parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    tempo_parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per run (default {DEFAULT_BATCH})"
+    )
+    tempo_parser.add_argument(
+        "--last-patch-mode",
+        default="discard",
+        choices=("discard", "repeat"),
+        help="repeat: files shorter than a patch (11.9 s) get one patch of their frames repeated",
+    )
+    tempo_parser.set_defaults(run=tempo)
 
     plotter = commands.add_parser("plot", help="draw a file's activations over time with the labels (PNG)")
     plotter.add_argument("file", type=Path)

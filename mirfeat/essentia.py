@@ -8,9 +8,11 @@ Essentia's model tutorials run on mirfeat with the import line changed and `.pb`
 
 One class per family of `mirfeat.families.FAMILIES` (TensorflowPredictMusiCNN, ...VGGish,
 ...EffnetDiscogs, ...MAEST, ...TempoCNN, ...CREPE, TensorflowPredict2D), each a thin layer over the
-model API with that family's defaults, and PitchCREPE on top of CREPE. Inputs are float32 mono
-signals at the family's rate, as in Essentia; outputs are [rows, dims] float32 arrays, one row per
-patch (CREPE: per frame), except MAEST's tensor ([patches, 1, tokens, width] or [patches, 1, 1, classes]).
+model API with that family's defaults; on top, Essentia's PitchCREPE (on CREPE) and TempoCNN
+(global BPM, local tempi and their probabilities from TensorflowPredictTempoCNN). Inputs are
+float32 mono signals at the family's rate, as in Essentia; outputs are [rows, dims] float32 arrays,
+one row per patch (CREPE: per frame), except MAEST's tensor ([patches, 1, tokens, width] or
+[patches, 1, 1, classes]).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import numpy as np
 
 from mirfeat.audio import load_audio
 from mirfeat.errors import AudioError
-from mirfeat.families import CREPE_FAMILY, FAMILIES, Family
+from mirfeat.families import CREPE_FAMILY, FAMILIES, TEMPOCNN_FAMILY, Family
 from mirfeat.metadata import ModelMetadata
 from mirfeat.model import Head, Model, essentia_rows, resolve_model_path
 from mirfeat.patches import essentia_padding_patches, make_patches, patch_count
 from mirfeat.pitch import decode_pitch
 from mirfeat.runtime import RunOptions
+from mirfeat.tempo import NoTempoError, aggregate, check_aggregation, local_tempi
 
 LAST_BATCH_MODES = ("discard", "zeros", "same")
 
@@ -301,4 +304,56 @@ def _facade_class(family: Family) -> type:
 _CLASSES = {name: _WRITTEN.get(name) or _facade_class(family) for name, family in FAMILIES.items() if family.facade}
 globals().update(_CLASSES)
 
-__all__ = ["MonoLoader", "PitchCREPE", "essentia_tensor", *_CLASSES]
+
+class TempoCNN:
+    """Essentia's TempoCNN: a TempoCNN graph's tempo classes per patch, read as tempo.
+
+    Takes a mono float32 signal at 11025 Hz; returns (globalTempo, localTempo,
+    localTempoProbabilities): the global BPM (a float), the most probable BPM of each patch
+    ([patches] float32, a patch every 128 frames, 5.9 s) and its probability ([patches] float32).
+    aggregationMethod: "majority" (the most frequent local tempo, the first one on a tie), "mean"
+    or "median" (see `mirfeat.tempo`). batchSize defaults to 64 here (16 in
+    TensorflowPredictTempoCNN), as in Essentia; it does not change the results.
+
+    Shorter than one patch (256 frames, 11.9 s; lastPatchMode "discard"), as in Essentia: "majority"
+    gives 0.0 and empty local tempi; "mean" and "median" raise a ValueError.
+    """
+
+    def __init__(
+        self,
+        graphFilename: str = "",
+        savedModel: str = "",
+        input: str = "input",
+        output: str = "output",
+        patchHopSize: int = 128,
+        lastPatchMode: str = "discard",
+        batchSize: int = 64,
+        aggregationMethod: str = "majority",
+        device: str = "cpu",
+    ):
+        if savedModel:
+            raise ValueError("TempoCNN: savedModel is not supported; convert the model to ONNX and pass graphFilename")
+        self.aggregationMethod = check_aggregation(aggregationMethod)
+        self._predict = _CLASSES[TEMPOCNN_FAMILY.algorithm](
+            graphFilename=graphFilename,
+            input=input,
+            output=output,
+            patchHopSize=patchHopSize,
+            batchSize=batchSize,
+            lastPatchMode=lastPatchMode,
+            device=device,
+        )
+
+    def __call__(self, audio: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        probabilities = self._predict(audio)
+        local_bpm, local_probabilities = local_tempi(probabilities)
+        if len(local_bpm) == 0 and self.aggregationMethod == "majority":
+            return 0.0, local_bpm, local_probabilities  # Essentia's value when there is no patch
+        try:
+            global_bpm = aggregate(local_bpm, self.aggregationMethod)
+        except NoTempoError:
+            raise ValueError(f"TempoCNN: trying to calculate {self.aggregationMethod} of empty array") from None
+        return global_bpm, local_bpm, local_probabilities
+
+
+__all__ = ["MonoLoader", "PitchCREPE", "TempoCNN", "essentia_tensor", *_CLASSES]

@@ -69,6 +69,8 @@ class Family:
     input_name, output_name: Essentia's default tensor names.
     tensor_output: the wrapper returns the graph's output as a tensor (MAEST) instead of one row
         per patch.
+    metadata_algorithms: other names a model JSON's inference.algorithm gives for this family:
+        Essentia's algorithm on top of the wrapper (its tempo models name `TempoCNN`).
     """
 
     algorithm: str
@@ -86,6 +88,7 @@ class Family:
     tensor_output: bool = False
     has_training_flag: bool = True  # the wrapper takes isTrainingName
     facade: bool = True  # Essentia has a standard-mode class of this name that takes arrays
+    metadata_algorithms: tuple[str, ...] = ()
 
     @property
     def takes_audio(self) -> bool:
@@ -208,6 +211,7 @@ TEMPOCNN_FAMILY = Family(
     patch_transform=standardise_patches,
     layout="bands_time_1",
     has_training_flag=False,
+    metadata_algorithms=("TempoCNN",),
 )
 # Essentia's TensorflowPredictCREPE: one standardised 1024-sample frame per graph row ([B, 1024]
 # after TensorflowPredict's squeeze of [B, 1, 1, 1024]), so patches of one frame.
@@ -220,6 +224,7 @@ CREPE_FAMILY = Family(
     output_name="model/classifier/Sigmoid",
     batch_size=16,  # the standard-mode wrapper's default (64 in streaming mode and in PitchCREPE)
     has_training_flag=False,
+    metadata_algorithms=("PitchCREPE",),
 )
 PREDICT_2D_FAMILY = Family(
     algorithm="TensorflowPredict2D",
@@ -261,6 +266,9 @@ def family_for(algorithm: str, source: str = "model") -> Family:
     try:
         return FAMILIES[algorithm]
     except KeyError:
+        for family in FAMILIES.values():
+            if algorithm in family.metadata_algorithms:
+                return family
         known = ", ".join(FAMILIES)
         raise ModelError(f"{source}: unknown Essentia algorithm {algorithm!r} (known: {known})") from None
 

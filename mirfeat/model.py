@@ -326,6 +326,7 @@ class Model(_LoadedGraph):
             embeddings_name=self.embeddings_name,
             source=_source_name(audio),
             duration=samples.count / self.sample_rate,
+            algorithm=self.family.algorithm,
         )
 
     def audio_blocks(self, audio: AudioInput, sample_rate: int | None = None) -> Iterator[np.ndarray]:

@@ -6,8 +6,10 @@ import os
 
 import numpy as np
 
+from mirfeat.families import CREPE_FAMILY, TEMPOCNN_FAMILY
 from mirfeat.pitch import PitchTrack
 from mirfeat.results import Result
+from mirfeat.tempo import BPM_OFFSET, TempoEstimate
 
 
 def _pyplot():
@@ -133,10 +135,53 @@ def plot_pitch(
     return fig
 
 
+def plot_tempo(
+    probabilities: np.ndarray,
+    estimate: TempoEstimate,
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    size: tuple[float, float] = (12.0, 6.0),
+    dpi: int = 100,
+):
+    """Draw TempoCNN's tempo probabilities [patches, 256] over time (BPM 30..285 on the y axis),
+    with each patch's local tempo marked and the global tempo in the title; save a PNG."""
+    plt = _pyplot()
+    probabilities = np.asarray(probabilities)
+    extent = [*_time_extent(estimate.patch_times), BPM_OFFSET - 0.5, BPM_OFFSET + probabilities.shape[1] - 0.5]
+    fig, ax = plt.subplots(figsize=size, dpi=dpi)
+    image = ax.imshow(
+        probabilities.T,
+        aspect="auto",
+        origin="lower",
+        interpolation="nearest",
+        extent=extent,
+        vmin=0.0,
+    )
+    hop = float(extent[1] - extent[0]) / len(estimate.patch_times)
+    ax.plot(estimate.patch_times + hop / 2, estimate.local_bpm, "w.", markersize=4)  # the local tempi
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("tempo (BPM)")
+    ax.set_title(f"{title + ': ' if title else ''}{estimate.bpm:g} BPM ({estimate.aggregation})")
+    fig.colorbar(image, ax=ax, fraction=0.03, label="probability")
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return fig
+
+
 def plot_result(result: Result, path: str | os.PathLike, *, top: int | None = None, title: str = "", **kwargs):
-    """Activations of a model run with the model's labels (see `plot_activations`)."""
+    """Activations of a model run with the model's labels (see `plot_activations`); a TempoCNN
+    model's run as tempo probabilities over time (see `plot_tempo`), a CREPE model's as a pitch
+    contour (see `plot_pitch`); `top` does not apply to those two."""
     if result.activations is None:
         raise ValueError("this result has no predictions output to plot")
+    if result.algorithm == CREPE_FAMILY.algorithm:  # a contour, not 360 pitch bins as classes
+        return plot_pitch(result.pitch(), path, title=title or os.path.basename(result.source), **kwargs)
+    if result.algorithm == TEMPOCNN_FAMILY.algorithm:
+        return plot_tempo(
+            result.activations, result.tempo(), path, title=title or os.path.basename(result.source), **kwargs
+        )
     return plot_activations(
         result.activations,
         result.labels,

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mirfeat.families import TEMPOCNN_FAMILY
 from mirfeat.pitch import PitchTrack, decode_pitch
+from mirfeat.tempo import NoTempoError, TempoEstimate, estimate_tempo
 
 
 @dataclass
@@ -20,6 +22,8 @@ class Result:
     activations / embeddings: the outputs whose metadata purpose is predictions / embeddings.
     patch_times: [patches] start of each patch in seconds.
     duration: seconds of audio at the model's rate.
+    algorithm: the Essentia wrapper of the model that gave it (its family), e.g.
+        "TensorflowPredictTempoCNN"; "" where unknown.
     """
 
     outputs: dict[str, np.ndarray]
@@ -30,6 +34,7 @@ class Result:
     source: str = ""
     duration: float = 0.0
     extras: dict = field(default_factory=dict)
+    algorithm: str = ""
 
     @property
     def activations(self) -> np.ndarray | None:
@@ -58,6 +63,22 @@ class Result:
         """A CREPE run's pitch per frame (Essentia's PitchCREPE decoding of the [frames, 360]
         activations): times in s, frequency in Hz, confidence in [0, 1]."""
         return decode_pitch(self._require_activations(), self.patch_times)
+
+    def tempo(self, aggregation: str = "majority") -> TempoEstimate:
+        """A TempoCNN model's run as tempo: global BPM and one local tempo per patch (see
+        `mirfeat.tempo`). aggregation: "majority" (default, Essentia's), "mean" or "median".
+        A `mirfeat.tempo.NoTempoError` (a ValueError) when the input is shorter than one patch."""
+        if self.algorithm and self.algorithm != TEMPOCNN_FAMILY.algorithm:
+            raise ValueError(f"tempo() needs a TempoCNN model's result, not a {self.algorithm} one")
+        activations = self._require_activations()
+        try:
+            return estimate_tempo(activations, self.patch_times, aggregation)
+        except NoTempoError:
+            name = self.source or "the input"
+            raise NoTempoError(
+                f"{name}: shorter than one TempoCNN patch ({self.duration:.2f} s); "
+                "no tempo (try last_patch_mode='repeat')"
+            ) from None
 
     def _require_activations(self) -> np.ndarray:
         if self.activations is None:
