@@ -90,6 +90,17 @@ def essentia_patches(es, pb, signal: np.ndarray, **params) -> np.ndarray:
 # --- fast tier: no oracle -----------------------------------------------------------------------
 
 
+def test_table_holds_essentias_defaults():
+    """TensorflowPredictFSDSINet's declareParameters and configure: patch 101 (fixed), hop 50, batch
+    64, input `x`, output `model/predictions/Sigmoid`, transpose to [B, T, F, 1], no training flag."""
+    family = FSDSINET_FAMILY
+    assert (family.patch_size, family.patch_hop_size, family.batch_size) == (101, 50, 64)
+    assert (family.input_name, family.output_name) == ("x", "model/predictions/Sigmoid")
+    assert family.layout == "time_bands_1" and not family.has_training_flag and family.last_batch_mode is None
+    assert FSDSINET.sample_rate == SR and (FSDSINET.frame_size, FSDSINET.hop_size, FSDSINET.n_fft) == (660, 220, 2048)
+    assert family.signal_transform is fsdsinet_normalise
+
+
 def test_window_fft_and_compression_are_fsdsinets():
     w = FSDSINET.window
     assert len(w) == 660 and w[0] == pytest.approx(0.08) and w[330] == pytest.approx(1.0)
@@ -203,7 +214,7 @@ def test_replica_equals_essentia(es, fsdsinet_dir):
             expected = np.asarray(es.TensorflowPredictFSDSINet(graphFilename=str(pb), output=output)(signal))
             got = TensorflowPredictFSDSINet(graphFilename=onnx, output=output)(signal)
             assert got.shape == expected.shape, (output, name)
-            # Patches with silent frames hold Essentia's unseeded noise: measured 4.8e-4 there.
+            # Patches with silent frames hold Essentia's unseeded noise: measured up to 4e-3 there.
             noisy = silent_patches(signal, normalize=True).any(axis=1)
             assert np.abs(got - expected)[~noisy].max() <= tol, (output, name)
             assert np.abs(got - expected)[noisy].max(initial=0) <= 100 * tol, (output, name)
