@@ -90,6 +90,8 @@ class Family:
     last_batch_mode: the default of the wrapper's standard-mode `lastBatchMode` (EffNet-Discogs:
         "same"; see `mirfeat.patches.essentia_last_batch`), None where the wrapper has none.
     input_name, output_name: Essentia's default tensor names.
+    embeddings_name: the output Essentia's model pages name for embeddings, where the family has
+        one fixed name; conversion keeps it for a graph that comes without its metadata.
     tensor_output: the wrapper returns the graph's output as a tensor (MAEST) instead of one row
         per patch.
     """
@@ -101,6 +103,7 @@ class Family:
     input_name: str
     output_name: str
     batch_size: int = 64
+    embeddings_name: str | None = None
     patch_overrides: tuple[tuple[str, int, int], ...] = ()
     signal_transform: Callable[[np.ndarray], np.ndarray] | None = None
     band_transform: Callable[[np.ndarray], np.ndarray] | None = None
@@ -243,6 +246,7 @@ FSDSINET_FAMILY = Family(
     patch_hop_size=50,
     input_name="x",
     output_name="model/predictions/Sigmoid",
+    embeddings_name="model/global_max_pooling1d/Max",
     signal_transform=fsdsinet_normalise,
     layout="time_bands_1",
     has_training_flag=False,

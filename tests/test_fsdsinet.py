@@ -4,7 +4,7 @@ patch and on the seeded replica (conversion/replicas.py)."""
 
 import numpy as np
 import pytest
-from conftest import AUDIO_FILES, essentia_frames, essentia_load, write_wav
+from conftest import AUDIO_FILES, essentia_frames, essentia_load, run_python, write_wav
 
 import mirfeat
 from mirfeat.errors import AudioError
@@ -275,3 +275,18 @@ def test_short_empty_and_silent_input_as_essentia(es, fsdsinet_dir, identity_fsd
             assert (got < -15).all() and (expected < -15).all(), (name, mode)  # noise of amplitude 1e-10
             if len(expected):
                 assert np.abs(got.mean() - expected.mean()) < 0.5, (name, mode)
+
+
+def test_graph_alone_converts_as_fsdsinet(fsdsinet_dir, tmp_path):
+    """Without its JSON, conversion tells the family from the input [101, 96, 1] and keeps the
+    embeddings the family table names (no sink of the graph): the model then runs as with it."""
+    pb = tmp_path / "fsd-sinet-graph-alone.pb"
+    pb.write_bytes((fsdsinet_dir / f"{REPLICA}.pb").read_bytes())
+    run_python("-m", "conversion", "convert", str(pb))
+    alone = mirfeat.load_model(pb.with_suffix(".onnx"))
+    assert alone.family is FSDSINET_FAMILY and alone.sample_rate == SR
+    assert (alone.predictions_name, alone.embeddings_name) == (PREDICTIONS, EMBEDDINGS)
+    signal = (0.5 * np.random.default_rng(4).standard_normal(4 * SR)).astype(np.float32)
+    got, expected = alone(signal), mirfeat.load_model(fsdsinet_dir / f"{REPLICA}.onnx")(signal)
+    np.testing.assert_array_equal(got.activations, expected.activations)
+    np.testing.assert_array_equal(got.embeddings, expected.embeddings)
