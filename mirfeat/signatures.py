@@ -2,10 +2,11 @@
 
 Each `Signature` reproduces one `TensorflowInput*` algorithm together with the FrameCutter that
 its `TensorflowPredict*` wrapper puts in front of it: frames centred on multiples of the hop
-with zero padding, `ceil(N / hop) + 1` frames, a symmetric window, the magnitude spectrum, a mel
-filterbank built like Essentia's `MelBands`, then a compression. All frames are computed at once
-(one batched rfft and one matmul). How bands are cut into patches and fed to a model is the
-family's business (`mirfeat.families`).
+with zero padding, `ceil(N / hop) + 1` frames, a window (symmetric Hann; FSD-SINet's periodic
+Hamming), the magnitude spectrum (of the frame zero-padded to the FFT size), a mel filterbank built
+like Essentia's `MelBands`, then a compression. All frames are computed at once (one batched rfft
+and one matmul). How bands are cut into patches and fed to a model, and any transform of the
+whole signal before framing, are the family's business (`mirfeat.families`).
 """
 
 from __future__ import annotations
