@@ -65,7 +65,7 @@ convert); `full` graphs are about the real size, for benchmarks.
 
 `python -m conversion build-replicas -o DIR [--family effnet|maest|yamnet|fsdsinet|all] [--size small|full]
 [--onnx]` writes them (`build`), and with --onnx converts each in its own process and writes the
-published bsdynamic ONNX. Small set, all families: about 40 s on 2 cores (6 s of it building).
+published bsdynamic ONNX. Small set, all families: about 50 s on 2 cores (7 s of it building).
 Full set: about 4 minutes; converting the full MAEST alone takes about 16 GB of memory (tf2onnx
 holds ~45x the graph's size), so full conversions run one at a time.
 
