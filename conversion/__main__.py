@@ -1,6 +1,6 @@
 """`python -m conversion convert MODEL.pb [-o MODEL.onnx]`, `freeze-musicnn`, `freeze-tempocnn`,
-`build-test-models`, `build-replicas -o DIR [--family effnet|maest|yamnet|all] [--size small|full] [--onnx]`
-and `fp16 MODEL.onnx...` (NAME.fp16.onnx beside each, for device="cuda", precision="fp16")."""
+`build-test-models`, `build-replicas -o DIR [--family effnet|maest|yamnet|fsdsinet|all] [--size small|full]
+[--onnx]` and `fp16 MODEL.onnx...` (NAME.fp16.onnx beside each, for device="cuda", precision="fp16")."""
 
 from __future__ import annotations
 
@@ -212,11 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     test_models.add_argument("--onnx", action="store_true", help="also convert each graph to ONNX")
     replicas = commands.add_parser(
         "build-replicas",
-        help="EffNet-Discogs, MAEST and YAMNet graphs (and heads) in Essentia's format with seeded weights",
+        help="EffNet-Discogs, MAEST, YAMNet and FSD-SINet graphs (and heads) in Essentia's format with seeded weights",
         description="Seeded replicas of Essentia's newer model families (see conversion/replicas.py).",
     )
     replicas.add_argument("-o", "--output-dir", type=Path, default=Path("."))
-    replicas.add_argument("--family", choices=["effnet", "maest", "yamnet", "all"], default="all")
+    replicas.add_argument("--family", choices=["effnet", "maest", "yamnet", "fsdsinet", "all"], default="all")
     replicas.add_argument("--size", choices=["small", "full"], default="small", help="small: tests; full: benchmarks")
     replicas.add_argument(
         "--onnx", action="store_true", help="also convert each graph and write the published bsdynamic EffNet ONNX"

@@ -21,6 +21,7 @@ from conversion.graph import (
     guess_inputs,
     guess_outputs,
     inline_functions,
+    is_bool_placeholder,
     load_graph_def,
     placeholder_shape,
     tensor_name,
@@ -109,6 +110,7 @@ def convert(
         purposes = {o["name"]: o.get("output_purpose", "") for o in metadata["schema"]["outputs"]}
     if outputs is None:
         guessed = guess_outputs(info)
+        guessed += family_embeddings(info, guessed)
         outputs = [name for name, _ in guessed]
         purposes = dict(guessed)
     outputs = list(outputs)  # names as given: 'X:1' is X's second output, 'X' and 'X:0' its first
@@ -249,6 +251,20 @@ def guess_family(input_shapes: dict) -> Family:
     that matches none is taken as Essentia's plain TensorflowPredict."""
     name, shape = next(iter(input_shapes.items()))
     return family_for_input(tuple((shape or [])[1:]), name) or FAMILIES["TensorflowPredict"]
+
+
+def family_embeddings(info: GraphInfo, guessed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """[(name, "embeddings")] for the embeddings output the family table names for a graph of this
+    input (FSD-SINet's `model/global_max_pooling1d/Max`, which is no sink of the graph), where the
+    guess found none and the graph has that node; else []."""
+    if any(purpose == "embeddings" for _, purpose in guessed):
+        return []
+    shapes = [placeholder_shape(n) for n in info.placeholders() if not is_bool_placeholder(n)]
+    if len(shapes) != 1 or not shapes[0]:
+        return []
+    family = family_for_input(tuple(shapes[0][1:]))
+    name = family.embeddings_name if family else None
+    return [(name, "embeddings")] if name and tensor_node(name) in info.nodes else []
 
 
 def write_metadata(

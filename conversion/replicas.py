@@ -52,9 +52,20 @@ convert); `full` graphs are about the real size, for benchmarks.
   Head: `danceability-audioset-yamnet[-small]-seeded-1` (`model/Placeholder` [1024] ->
   `model/Softmax`, embedding_model = the YAMNet replica).
 
-`python -m conversion build-replicas -o DIR [--family effnet|maest|yamnet|all] [--size small|full]
+- FSD-SINet (TensorflowPredictFSDSINet, 22050 Hz), `fsd-sinet-vgg42-tlpf[-small]-seeded-1.pb`: a
+  VGG-style network in the spirit of SINet (the real architecture is not reproduced): blocks of
+  3x3 conv, batch norm and ReLU, each followed by a fixed binomial low-pass filter and a stride-2
+  subsampling (anti-aliased pooling, as the "tlpf" models), the mean over mel bands, then
+  `model/global_max_pooling1d/Max` = the maximum over time (embeddings [B, D]) and a dense layer
+  to `model/predictions/Sigmoid` [B, 200]. Input `x` [B, 101, 96, 1] (Essentia's
+  [batch, time, mel, channel] after its transpose), dynamic batch, no training flag. The 200
+  labels are FSD50K's classes as Essentia's model documentation lists them (alphabetical).
+  `full`: 4 blocks of 2 convs (64 to 512 channels, D = 512, ~4.7M weights); `small`: 2 blocks
+  of one conv (16, 32 channels, D = 32).
+
+`python -m conversion build-replicas -o DIR [--family effnet|maest|yamnet|fsdsinet|all] [--size small|full]
 [--onnx]` writes them (`build`), and with --onnx converts each in its own process and writes the
-published bsdynamic ONNX. Small set, all families: about 40 s on 2 cores (6 s of it building).
+published bsdynamic ONNX. Small set, all families: about 50 s on 2 cores (7 s of it building).
 Full set: about 4 minutes; converting the full MAEST alone takes about 16 GB of memory (tf2onnx
 holds ~45x the graph's size), so full conversions run one at a time.
 
@@ -79,7 +90,7 @@ import tensorflow as tf
 
 from conversion.testmodels import HIDDEN_UNITS, _he, _head, _metadata, _output, _save
 
-FAMILIES = ("effnet", "maest", "yamnet")
+FAMILIES = ("effnet", "maest", "yamnet", "fsdsinet")
 SIZES = ("small", "full")
 
 SAMPLE_RATE = 16000
@@ -113,6 +124,210 @@ _DISCOGS_GENRES = [
 DISCOGS_CLASSES = [f"{_DISCOGS_GENRES[i % 15]}---Style{i}" for i in range(400)]
 AUDIOSET_CLASSES = [f"AudioSetClass{i}" for i in range(YAMNET_CLASSES)]
 DANCEABILITY_CLASSES = ["danceable", "not_danceable"]
+FSDSINET_FRAMES, FSDSINET_BANDS, FSDSINET_SAMPLE_RATE = 101, 96, 22050
+# FSD50K's 200 classes (AudioSet ontology names), as listed in Essentia's model documentation.
+FSD50K_CLASSES = [
+    "Accelerating and revving and vroom",
+    "Accordion",
+    "Acoustic guitar",
+    "Aircraft",
+    "Alarm",
+    "Animal",
+    "Applause",
+    "Bark",
+    "Bass drum",
+    "Bass guitar",
+    "Bathtub (filling or washing)",
+    "Bell",
+    "Bicycle",
+    "Bicycle bell",
+    "Bird",
+    "Bird vocalization and bird call and bird song",
+    "Boat and Water vehicle",
+    "Boiling",
+    "Boom",
+    "Bowed string instrument",
+    "Brass instrument",
+    "Breathing",
+    "Burping and eructation",
+    "Bus",
+    "Buzz",
+    "Camera",
+    "Car",
+    "Car passing by",
+    "Cat",
+    "Chatter",
+    "Cheering",
+    "Chewing and mastication",
+    "Chicken and rooster",
+    "Child speech and kid speaking",
+    "Chime",
+    "Chink and clink",
+    "Chirp and tweet",
+    "Chuckle and chortle",
+    "Church bell",
+    "Clapping",
+    "Clock",
+    "Coin (dropping)",
+    "Computer keyboard",
+    "Conversation",
+    "Cough",
+    "Cowbell",
+    "Crack",
+    "Crackle",
+    "Crash cymbal",
+    "Cricket",
+    "Crow",
+    "Crowd",
+    "Crumpling and crinkling",
+    "Crushing",
+    "Crying and sobbing",
+    "Cupboard open or close",
+    "Cutlery and silverware",
+    "Cymbal",
+    "Dishes and pots and pans",
+    "Dog",
+    "Domestic animals and pets",
+    "Domestic sounds and home sounds",
+    "Door",
+    "Doorbell",
+    "Drawer open or close",
+    "Drill",
+    "Drip",
+    "Drum",
+    "Drum kit",
+    "Electric guitar",
+    "Engine",
+    "Engine starting",
+    "Explosion",
+    "Fart",
+    "Female singing",
+    "Female speech and woman speaking",
+    "Fill (with liquid)",
+    "Finger snapping",
+    "Fire",
+    "Fireworks",
+    "Fixed-wing aircraft and airplane",
+    "Fowl",
+    "Frog",
+    "Frying (food)",
+    "Gasp",
+    "Giggle",
+    "Glass",
+    "Glockenspiel",
+    "Gong",
+    "Growling",
+    "Guitar",
+    "Gull and seagull",
+    "Gunshot and gunfire",
+    "Gurgling",
+    "Hammer",
+    "Hands",
+    "Harmonica",
+    "Harp",
+    "Hi-hat",
+    "Hiss",
+    "Human group actions",
+    "Human voice",
+    "Idling",
+    "Insect",
+    "Keyboard (musical)",
+    "Keys jangling",
+    "Knock",
+    "Laughter",
+    "Liquid",
+    "Livestock and farm animals and working animals",
+    "Male singing",
+    "Male speech and man speaking",
+    "Mallet percussion",
+    "Marimba and xylophone",
+    "Mechanical fan",
+    "Mechanisms",
+    "Meow",
+    "Microwave oven",
+    "Motor vehicle (road)",
+    "Motorcycle",
+    "Music",
+    "Musical instrument",
+    "Ocean",
+    "Organ",
+    "Packing tape and duct tape",
+    "Percussion",
+    "Piano",
+    "Plucked string instrument",
+    "Pour",
+    "Power tool",
+    "Printer",
+    "Purr",
+    "Race car and auto racing",
+    "Rail transport",
+    "Rain",
+    "Raindrop",
+    "Ratchet and pawl",
+    "Rattle",
+    "Rattle (instrument)",
+    "Respiratory sounds",
+    "Ringtone",
+    "Run",
+    "Sawing",
+    "Scissors",
+    "Scratching (performance technique)",
+    "Screaming",
+    "Screech",
+    "Shatter",
+    "Shout",
+    "Sigh",
+    "Singing",
+    "Sink (filling or washing)",
+    "Siren",
+    "Skateboard",
+    "Slam",
+    "Sliding door",
+    "Snare drum",
+    "Sneeze",
+    "Speech",
+    "Speech synthesizer",
+    "Splash and splatter",
+    "Squeak",
+    "Stream",
+    "Strum",
+    "Subway and metro and underground",
+    "Tabla",
+    "Tambourine",
+    "Tap",
+    "Tearing",
+    "Telephone",
+    "Thump and thud",
+    "Thunder",
+    "Thunderstorm",
+    "Tick",
+    "Tick-tock",
+    "Toilet flush",
+    "Tools",
+    "Traffic noise and roadway noise",
+    "Train",
+    "Trickle and dribble",
+    "Truck",
+    "Trumpet",
+    "Typewriter",
+    "Typing",
+    "Vehicle",
+    "Vehicle horn and car horn and honking",
+    "Walk and footsteps",
+    "Water",
+    "Water tap and faucet",
+    "Waves and surf",
+    "Whispering",
+    "Whoosh and swoosh and swish",
+    "Wild animals",
+    "Wind",
+    "Wind chime",
+    "Wind instrument and woodwind instrument",
+    "Wood",
+    "Writing",
+    "Yell",
+    "Zipper (clothing)",
+]
 
 
 def replica_name(essentia_name: str, size: str) -> str:
@@ -637,6 +852,73 @@ def build_yamnet_head(out_dir: Path, size: str = "small", seed: int = 4) -> Path
     )
 
 
+# --- FSD-SINet --------------------------------------------------------------------------------
+
+# (output channels of each conv, one tuple per block): each block ends with anti-aliased pooling.
+FSDSINET_SIZES = {
+    "small": ((16,), (32,)),
+    "full": ((64, 64), (128, 128), (256, 256), (512, 512)),
+}
+
+
+def fsdsinet_name(size: str) -> str:
+    return replica_name("fsd-sinet-vgg42-tlpf-1", size)
+
+
+def _blur_pool(x):
+    """A fixed binomial [1, 2, 1] x [1, 2, 1] / 16 low-pass per channel, then stride 2 in time and mel."""
+    taps = np.array([1.0, 2.0, 1.0], np.float32)
+    kernel = np.outer(taps, taps) / 16.0
+    channels = int(x.shape[-1])
+    blur = tf.constant(np.repeat(kernel[:, :, None, None], channels, axis=2), name="lowpass")
+    return tf.nn.depthwise_conv2d(x, blur, [1, 2, 2, 1], "SAME")
+
+
+def _fsdsinet(x, w: _Weights, size: str):
+    """[B, 101, 96, 1] -> (sigmoid predictions [B, 200], embeddings [B, D]), named as Essentia's
+    FSD-SINet graphs name them."""
+    with tf.name_scope("model"):
+        net = x
+        for b, block in enumerate(FSDSINET_SIZES[size], 1):
+            for c, channels in enumerate(block, 1):
+                key = f"block{b}/conv{c}"
+                net = tf.nn.relu(w.batch_norm(f"{key}/bn", w.conv(key, net, channels, 3)))
+            net = _blur_pool(net)
+        net = tf.reduce_mean(net, axis=2)  # over mel bands: [B, time, channels]
+        with tf.name_scope("global_max_pooling1d"):
+            embeddings = tf.reduce_max(net, axis=1, name="Max")
+        with tf.name_scope("predictions"):
+            logits = w.dense("predictions", embeddings, len(FSD50K_CLASSES))
+            predictions = tf.sigmoid(logits, name="Sigmoid")
+    return predictions, embeddings
+
+
+def build_fsdsinet(out_dir: Path, size: str = "small", seed: int = 5) -> Path:
+    weights = _Weights(seed)
+    calibration = np.random.default_rng(seed + 1000).uniform(-6.0, 3.0, (8, FSDSINET_FRAMES, FSDSINET_BANDS, 1))
+    _fsdsinet(tf.constant(calibration.astype(np.float32)), weights, size)  # batch-norm statistics
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, FSDSINET_FRAMES, FSDSINET_BANDS, 1], name="x")
+        predictions, embeddings = _fsdsinet(x, weights, size)
+    outputs = ["model/predictions/Sigmoid", "model/global_max_pooling1d/Max"]
+    assert [predictions.op.name, embeddings.op.name] == outputs, [predictions.op.name, embeddings.op.name]
+    name = fsdsinet_name(size)
+    width = FSDSINET_SIZES[size][-1][-1]
+    metadata = _metadata(
+        name,
+        "Audio event recognition",
+        FSD50K_CLASSES,
+        [{"name": "x", "type": "float", "shape": [FSDSINET_FRAMES, FSDSINET_BANDS, 1]}],
+        [
+            _output(outputs[0], [1, len(FSD50K_CLASSES)], "predictions", "Sigmoid"),
+            _output(outputs[1], [1, width], "embeddings", "GlobalMaxPooling1D"),
+        ],
+        {"sample_rate": FSDSINET_SAMPLE_RATE, "algorithm": "TensorflowPredictFSDSINet"},
+    )
+    return _save(graph, outputs, Path(out_dir) / f"{name}.pb", metadata)
+
+
 # --- everything --------------------------------------------------------------------------------
 
 
@@ -647,7 +929,7 @@ class Replicas:
 
 
 def build(out_dir: str | Path, family: str = "all", size: str = "small") -> Replicas:
-    """Write the replicas of `family` ("effnet", "maest", "yamnet" or "all") at `size`."""
+    """Write the replicas of `family` ("effnet", "maest", "yamnet", "fsdsinet" or "all") at `size`."""
     out_dir = Path(out_dir)
     families = FAMILIES if family == "all" else (family,)
     if not set(families) <= set(FAMILIES):
@@ -660,4 +942,6 @@ def build(out_dir: str | Path, family: str = "all", size: str = "small") -> Repl
         replicas.graphs += [build_maest(out_dir, seconds, size) for seconds in MAEST_SIZES[size].seconds]
     if "yamnet" in families:
         replicas.graphs += [build_yamnet(out_dir, size), build_yamnet_head(out_dir, size)]
+    if "fsdsinet" in families:
+        replicas.graphs.append(build_fsdsinet(out_dir, size))
     return replicas

@@ -7,11 +7,11 @@ Essentia's model tutorials run on mirfeat with the import line changed and `.pb`
     activations = TensorflowPredictMusiCNN(graphFilename="msd-musicnn-1.onnx")(audio)
 
 One class per family of `mirfeat.families.FAMILIES` (TensorflowPredictMusiCNN, ...VGGish,
-...EffnetDiscogs, ...MAEST, ...TempoCNN, ...CREPE, TensorflowPredict2D), each a thin layer over the
-model API with that family's defaults; on top, Essentia's PitchCREPE (on CREPE) and TempoCNN
-(global BPM, local tempi and their probabilities from TensorflowPredictTempoCNN). Inputs are
-float32 mono signals at the family's rate, as in Essentia; outputs are [rows, dims] float32 arrays,
-one row per patch (CREPE: per frame), except MAEST's tensor ([patches, 1, tokens, width] or
+...EffnetDiscogs, ...MAEST, ...TempoCNN, ...CREPE, ...FSDSINet, TensorflowPredict2D), each a thin
+layer over the model API with that family's defaults; on top, Essentia's PitchCREPE (on CREPE) and
+TempoCNN (global BPM, local tempi and their probabilities from TensorflowPredictTempoCNN). Inputs
+are float32 mono signals at the family's rate, as in Essentia; outputs are [rows, dims] float32
+arrays, one row per patch (CREPE: per frame), except MAEST's tensor ([patches, 1, tokens, width] or
 [patches, 1, 1, classes]).
 """
 
@@ -100,6 +100,7 @@ class _TensorflowPredictAudio:
         accumulate: bool = False,
         patchSize: int | None = None,
         lastBatchMode: str | None = None,
+        normalize: bool | None = None,
         device: str = "cpu",
     ):
         name, family = type(self).__name__, self.family
@@ -107,6 +108,10 @@ class _TensorflowPredictAudio:
             raise ValueError(f"{name}: graphFilename is required")
         if lastBatchMode is not None and family.last_batch_mode is None:
             raise TypeError(f"{name} has no lastBatchMode parameter")
+        if normalize is not None and family.signal_transform is None:
+            raise TypeError(f"{name} has no normalize parameter")
+        # FSD-SINet's whole-clip normalisation (default true, as in Essentia's standard mode).
+        self.normalize = normalize is not False
         self.lastBatchMode = lastBatchMode or family.last_batch_mode
         if self.lastBatchMode is not None and self.lastBatchMode not in LAST_BATCH_MODES:
             raise ValueError(f"{name}: lastBatchMode must be one of {LAST_BATCH_MODES}, not {lastBatchMode!r}")
@@ -145,7 +150,7 @@ class _TensorflowPredictAudio:
             )
             zeros = np.zeros(padding * self.patchHopSize * family.signature.hop_size, np.float32)
             signal = np.concatenate([signal, zeros])
-        bands = family.bands(signal)
+        bands = family.bands(signal, transform_signal=self.normalize)
         limit = None
         if batched:
             # Essentia's inner stream (VectorRealToTensor, lastBatchMode "discard") drops an

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from mirfeat.errors import ModelError
-from mirfeat.signatures import CREPE, MUSICNN, TEMPOCNN, VGGISH, FrameSignature, Frontend
+from mirfeat.signatures import CREPE, FSDSINET, MUSICNN, TEMPOCNN, VGGISH, FrameSignature, Frontend
 
 # How patches [B, T, F] are laid out for the graph, as Essentia's wrappers feed them:
 # "squeezed" [B, T, F] (TensorflowPredict's squeeze drops the channel axis; [B, D] for one-row
@@ -45,6 +45,27 @@ def standardise_patches(patches: np.ndarray) -> np.ndarray:
     return ((flat - mean) / std).astype(np.float32).reshape(patches.shape)
 
 
+# The headroom of FSD-SINet's clip normalisation (Essentia's TensorflowPredictFSDSINet, as in the
+# models' training code).
+FSDSINET_HEADROOM = np.float32(0.005)
+
+
+def fsdsinet_normalise(signal: np.ndarray) -> np.ndarray:
+    """A whole clip [N] to zero mean and peak max|x| / (max|x| + 0.005), in single precision as
+    Essentia's standard-mode TensorflowPredictFSDSINet does it (normalize=true): the mean is a
+    float32 running sum divided by N, a clip that is zero after the mean is taken out is left so."""
+    signal = np.asarray(signal, np.float32)
+    if len(signal) == 0:
+        return signal
+    # np.cumsum adds in order in float32, as Essentia's sum() does; np.sum would add pairwise.
+    mean = np.float32(np.cumsum(signal, dtype=np.float32)[-1] / np.float32(len(signal)))
+    centred = signal - mean
+    peak = np.float32(np.abs(centred).max())
+    if peak == 0:
+        return centred
+    return centred / np.float32(peak + FSDSINET_HEADROOM)
+
+
 # (file-name marker, patch size, patch hop): Essentia's TensorflowPredictMAEST picks these from
 # graphFilename, overriding even values the user set; patch sizes fit its 16-wide, stride-10
 # patch embedding, hops jump exactly 20, 10 or 5 s (the defaults, 1876 / 1875, are the 30 s model's).
@@ -60,6 +81,8 @@ class Family:
     patch_size, patch_hop_size: frames (or embedding rows) per patch and between patch starts.
     patch_overrides: (file-name marker, patch size, hop): a graph file name containing the marker
         gets that size and hop, overriding the defaults and the user's values.
+    signal_transform: on the whole signal [N] before framing (FSD-SINet's clip normalisation): a
+        signal that arrives in blocks is gathered first, so memory grows with its length.
     band_transform: elementwise on the bands [n_frames, n_bands] before patching.
     patch_transform: on the patches [B, T, F] before the layout.
     layout: see `LAYOUTS`.
@@ -67,6 +90,8 @@ class Family:
     last_batch_mode: the default of the wrapper's standard-mode `lastBatchMode` (EffNet-Discogs:
         "same"; see `mirfeat.patches.essentia_last_batch`), None where the wrapper has none.
     input_name, output_name: Essentia's default tensor names.
+    embeddings_name: the output Essentia's model pages name for embeddings, where the family has
+        one fixed name; conversion keeps it for a graph that comes without its metadata.
     tensor_output: the wrapper returns the graph's output as a tensor (MAEST) instead of one row
         per patch.
     metadata_algorithms: other names a model JSON's inference.algorithm gives for this family:
@@ -80,7 +105,9 @@ class Family:
     input_name: str
     output_name: str
     batch_size: int = 64
+    embeddings_name: str | None = None
     patch_overrides: tuple[tuple[str, int, int], ...] = ()
+    signal_transform: Callable[[np.ndarray], np.ndarray] | None = None
     band_transform: Callable[[np.ndarray], np.ndarray] | None = None
     patch_transform: Callable[[np.ndarray], np.ndarray] | None = None
     layout: str = "squeezed"
@@ -106,13 +133,17 @@ class Family:
         hop = self.patch_hop_size if patch_hop_size is None else patch_hop_size
         return size, hop or size
 
-    def bands(self, signal: np.ndarray) -> np.ndarray:
-        """Mono samples [N] at the signature's rate -> the bands patches are cut from, [n_frames, n_bands]."""
-        chunks = list(self.stream_bands([signal]))
+    def bands(self, signal: np.ndarray, transform_signal: bool = True) -> np.ndarray:
+        """Mono samples [N] at the signature's rate -> the bands patches are cut from, [n_frames, n_bands].
+
+        transform_signal: apply `signal_transform` (False: FSD-SINet's normalize=false)."""
+        chunks = list(self.stream_bands([signal], transform_signal))
         return np.concatenate(chunks) if chunks else np.zeros((0, self._signature.n_bands), np.float32)
 
-    def stream_bands(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    def stream_bands(self, blocks: Iterable[np.ndarray], transform_signal: bool = True) -> Iterator[np.ndarray]:
         """`bands` of a signal that arrives in blocks of samples, chunk by chunk ([frames, n_bands])."""
+        if self.signal_transform and transform_signal:
+            blocks = self._whole_signal(blocks)
         for chunk in self._signature.stream(blocks):
             yield self.band_transform(chunk) if self.band_transform else chunk
 
@@ -124,6 +155,14 @@ class Family:
         if not isinstance(self.signature, FrameSignature):
             raise ValueError(f"{self.algorithm} frames at a fixed hop; a hop size in ms is CREPE's parameter")
         return replace(self, signature=self.signature.with_hop_ms(hop_ms))
+
+    def _whole_signal(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The blocks gathered into one signal and passed through `signal_transform` (none if empty)."""
+        assert self.signal_transform is not None
+        parts = [np.asarray(block, np.float32).ravel() for block in blocks]
+        signal = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        if len(signal):
+            yield self.signal_transform(signal)
 
     @property
     def _signature(self) -> Frontend:
@@ -226,6 +265,18 @@ CREPE_FAMILY = Family(
     has_training_flag=False,
     metadata_algorithms=("PitchCREPE",),
 )
+FSDSINET_FAMILY = Family(
+    algorithm="TensorflowPredictFSDSINet",
+    signature=FSDSINET,
+    patch_size=101,  # fixed in Essentia's wrapper (not a parameter)
+    patch_hop_size=50,
+    input_name="x",
+    output_name="model/predictions/Sigmoid",
+    embeddings_name="model/global_max_pooling1d/Max",
+    signal_transform=fsdsinet_normalise,
+    layout="time_bands_1",
+    has_training_flag=False,
+)
 PREDICT_2D_FAMILY = Family(
     algorithm="TensorflowPredict2D",
     signature=None,
@@ -255,6 +306,7 @@ FAMILIES: dict[str, Family] = {
         MAEST_FAMILY,
         TEMPOCNN_FAMILY,
         CREPE_FAMILY,
+        FSDSINET_FAMILY,
         PREDICT_2D_FAMILY,
         PREDICT_FAMILY,
     )

@@ -309,7 +309,8 @@ class Model(_LoadedGraph):
         """Tag / embed a file path or an array ([samples] or [samples, channels] at `sample_rate`).
 
         Decoding, bands, patches and graph runs go block by block, so memory does not grow with the
-        length of the input."""
+        length of the input; except for a family with a whole-signal transform (FSD-SINet normalises
+        the whole clip first, as Essentia does), which holds the samples (4 bytes each)."""
         samples = _SampleCount(self.audio_blocks(audio, sample_rate))
         raw = self._run_stream(
             self.family.stream_bands(samples), outputs, last_patch_mode, self.patch_size, self.patch_hop_size

@@ -80,7 +80,7 @@ class RegistryEntry:
 
     @property
     def runnable(self) -> bool:
-        """Whether mirfeat has a family for its algorithm (FSD-SINet may download but not load)."""
+        """Whether mirfeat has a family for its algorithm."""
         from mirfeat.families import FAMILIES
 
         return self.algorithm in FAMILIES

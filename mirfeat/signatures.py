@@ -2,10 +2,11 @@
 
 Each `Signature` reproduces one `TensorflowInput*` algorithm together with the FrameCutter that
 its `TensorflowPredict*` wrapper puts in front of it: frames centred on multiples of the hop
-with zero padding, `ceil(N / hop) + 1` frames, a symmetric window, the magnitude spectrum, a mel
-filterbank built like Essentia's `MelBands`, then a compression. All frames are computed at once
-(one batched rfft and one matmul). How bands are cut into patches and fed to a model is the
-family's business (`mirfeat.families`).
+with zero padding, `ceil(N / hop) + 1` frames, a window (symmetric Hann; FSD-SINet's periodic
+Hamming), the magnitude spectrum (of the frame zero-padded to the FFT size), a mel filterbank built
+like Essentia's `MelBands`, then a compression. All frames are computed at once (one batched rfft
+and one matmul). How bands are cut into patches and fed to a model, and any transform of the
+whole signal before framing, are the family's business (`mirfeat.families`).
 """
 
 from __future__ import annotations
@@ -116,6 +117,17 @@ def hann_symmetric(size: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(size) / (size - 1))
 
 
+def hamming_periodic(size: int) -> np.ndarray:
+    """Essentia's Hamming with constantsDecimals=2 and symmetric=false: 0.54 - 0.46 cos(2 pi i / M),
+    i.e. the symmetric window of M + 1 points without its last one."""
+    return 0.54 - 0.46 * np.cos(2.0 * np.pi * np.arange(size) / size)
+
+
+WINDOWS = {"hann_symmetric": hann_symmetric, "hamming_periodic": hamming_periodic}
+# UnaryOperator(type="log10") clips its input here before the log.
+LOG10_CLIP = 1e-30
+
+
 def frame_count(n_samples: int, hop_size: int) -> int:
     """Frames Essentia's centred FrameCutter emits for N samples: ceil(N / hop) + 1 (0 for N = 0)."""
     if n_samples <= 0:
@@ -182,7 +194,11 @@ class Signature:
     """One Essentia TensorflowInput* frontend plus its wrapper's framing and patching.
 
     Shapes: `compute(signal)` maps [N] samples at `sample_rate` to [n_frames, n_bands].
-    compression: "log10_1p_1e4" (log10(1 + 1e4 x)), "ln_plus_0.01" (ln(x + 0.01)) or "none".
+    n_fft: the FFT size; a frame shorter than it is zero-padded (where Essentia puts the padding
+    does not change the magnitude spectrum).
+    compression: "log10_1p_1e4" (log10(1 + 1e4 x)), "ln_plus_0.01" (ln(x + 0.01)), "log10"
+    (log10(max(x, 1e-30)), Essentia's UnaryOperator) or "none".
+    window_type: a key of `WINDOWS`.
     """
 
     name: str
@@ -198,10 +214,11 @@ class Signature:
     normalize: str
     spectrum: str  # "power" or "magnitude": what the filters act on
     compression: str
+    window_type: str = "hann_symmetric"
 
     @cached_property
     def window(self) -> np.ndarray:
-        return hann_symmetric(self.frame_size)
+        return WINDOWS[self.window_type](self.frame_size)
 
     @cached_property
     def filters(self) -> np.ndarray:
@@ -269,6 +286,8 @@ class Signature:
             return np.log10(1.0 + 1e4 * bands)
         if self.compression == "ln_plus_0.01":
             return np.log(bands + 0.01)
+        if self.compression == "log10":
+            return np.log10(np.maximum(bands, LOG10_CLIP))
         if self.compression == "none":
             return bands
         raise ValueError(f"unknown compression {self.compression!r}")
@@ -430,3 +449,22 @@ CREPE = FrameSignature(name="crepe", sample_rate=16000, frame_size=1024, hop_ms=
 
 # What a family's `signature` may be: mel bands of frames, or CREPE's standardised frames.
 Frontend = Signature | FrameSignature
+# Essentia's TensorflowInputFSDSINet: 22050 Hz, periodic Hamming(660) frames every 220 samples
+# zero-padded to a 2048-point FFT, 96 bands of the power spectrum (50-10500 Hz, Slaney mel,
+# triangles of peak 1), log10 clipped at 1e-30.
+FSDSINET = Signature(
+    name="fsdsinet",
+    sample_rate=22050,
+    frame_size=660,
+    hop_size=220,
+    n_fft=2048,
+    n_bands=96,
+    f_min=50.0,
+    f_max=10500.0,
+    warping="slaneyMel",
+    weighting="linear",
+    normalize="unit_max",
+    spectrum="power",
+    compression="log10",
+    window_type="hamming_periodic",
+)

@@ -364,3 +364,19 @@ def identity_tempocnn(tmp_path_factory) -> Path:
 
 
 TENSORFLOW_FIXTURES.append("identity_tempocnn")
+
+
+@pytest.fixture(scope="session")
+def fsdsinet_dir(tmp_path_factory) -> Path:
+    """Small seeded FSD-SINet replica fsd-sinet-vgg42-tlpf-small-seeded-1 (.pb, .onnx, .json). About 9 s."""
+    return _build_replicas(tmp_path_factory, "fsdsinet")
+
+
+@pytest.fixture(scope="session")
+def identity_fsdsinet(tmp_path_factory) -> Path:
+    """FSD-SINet's tensor names and [B, 101, 96, 1] layout on a graph that returns each patch
+    flattened (`identity.pb`, for Essentia only)."""
+    return build_test_graph(tmp_path_factory, "identity-fsdsinet", "identity", convert=False)
+
+
+TENSORFLOW_FIXTURES.extend(["fsdsinet_dir", "identity_fsdsinet"])

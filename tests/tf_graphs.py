@@ -55,6 +55,18 @@ def identity_tempocnn(path: str) -> None:
         f.write(graph.as_graph_def().SerializeToString())
 
 
+def identity_fsdsinet(path: str) -> None:
+    """FSD-SINet's names and layout: `x` [B, 101, 96, 1] -> `model/predictions/Sigmoid` [B, 101 * 96],
+    the patch flattened: one output row per patch holds all of it."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 101, 96, 1], name="x")
+        with tf.name_scope("model/predictions"):
+            tf.reshape(x, [-1, 101 * 96], name="Sigmoid")
+    with open(path, "wb") as f:
+        f.write(graph.as_graph_def().SerializeToString())
+
+
 def patches_2d(path: str, patch_size: int = 4, dims: int = 128) -> None:
     graph = tf.Graph()
     with graph.as_default(), tf.name_scope("model"):
@@ -72,6 +84,7 @@ if __name__ == "__main__":
         "identity-effnet": identity_effnet,
         "identity-maest": identity_maest,
         "identity-tempocnn": identity_tempocnn,
+        "identity-fsdsinet": identity_fsdsinet,
         "patches-2d": patches_2d,
     }
     graphs[kind](out)
