@@ -1,5 +1,6 @@
 """`python -m conversion convert MODEL.pb [-o MODEL.onnx]`, `freeze-musicnn`, `build-test-models` and
-`build-replicas -o DIR [--family effnet|maest|yamnet|all] [--size small|full] [--onnx]`."""
+`build-replicas -o DIR [--family effnet|maest|yamnet|all] [--size small|full] [--onnx]` and
+`quantize MODEL.onnx [--calibration DIR]` (the int8 copy `load_model(..., precision="int8")` opens)."""
 
 from __future__ import annotations
 
@@ -140,6 +141,29 @@ def run_build_replicas(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_quantize(args: argparse.Namespace) -> int:
+    from conversion.quantize import QuantizationError, quantize
+    from mirfeat.errors import ModelError
+
+    try:
+        report = quantize(
+            args.model,
+            args.calibration,
+            op_types=tuple(args.op_types),
+            exclude=args.exclude,
+            max_patches=args.max_patches,
+            min_conv_taps=args.min_conv_taps,
+        )
+    except (QuantizationError, ModelError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in report.written:
+        print(f"wrote {path}")
+    print(f"  {report.float_convs} convolutions with few taps kept in float32")
+    print(f"  calibrated on {report.patches} patches of {len(report.signals)} signals in {report.seconds:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -168,12 +192,31 @@ def main(argv: list[str] | None = None) -> int:
         "--onnx", action="store_true", help="also convert each graph and write the published bsdynamic EffNet ONNX"
     )
     replicas.add_argument("--jobs", type=int, help="conversions at once (default 2 for small, 1 for full)")
+    quantizer = commands.add_parser(
+        "quantize",
+        help="int8 copy of a converted audio model (static QDQ), calibrated on audio",
+        description="Writes MODEL.int8.onnx (and the int8 frame-sharing parts) beside MODEL.onnx; "
+        "see conversion/quantize.py.",
+    )
+    quantizer.add_argument("model", type=Path, help="converted audio model (.onnx with its .json beside it)")
+    quantizer.add_argument(
+        "--calibration", type=Path, help="directory of recordings to calibrate on (besides synthetic signals)"
+    )
+    quantizer.add_argument(
+        "--op-types", nargs="+", default=["Conv", "MatMul", "Gemm"], help="ops to quantize (default Conv MatMul Gemm)"
+    )
+    quantizer.add_argument("--exclude", nargs="+", default=[], help="node names to keep in float32")
+    quantizer.add_argument(
+        "--min-conv-taps", type=int, default=256, help="Convs with fewer taps per output stay float32 (default 256)"
+    )
+    quantizer.add_argument("--max-patches", type=int, default=256, help="calibration patches in all (default 256)")
     args = parser.parse_args(argv)
     runs = {
         "convert": run_convert,
         "freeze-musicnn": run_freeze_musicnn,
         "build-test-models": run_build_test_models,
         "build-replicas": run_build_replicas,
+        "quantize": run_quantize,
     }
     return runs[args.command](args)
 

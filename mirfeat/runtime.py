@@ -35,6 +35,7 @@ _check_onnxruntime_for_numpy()
 import onnxruntime as ort  # noqa: E402  (after the check: an old build crashes on import)
 
 DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "int8")  # int8: the quantized copy `python -m conversion quantize` writes
 DEFAULT_BATCH = 16  # patches per graph run; see RunOptions
 
 # Feeds for rows [start, stop) of a run: {graph input name: [stop - start, ...]}.
@@ -51,16 +52,21 @@ class RunOptions:
     memory (a graph's activations grow with the batch: 0.5 GB at 64); raise it on a GPU.
     threads: onnxruntime intra-op threads (default: all cores). frame_sharing: use the split
     graph the conversion step wrote, where there is one (`mirfeat.framesharing`).
+    precision: "fp32" (the converted graphs, held to Essentia's tolerances) or "int8" (the
+    quantized copies beside them, for audio models; heads stay fp32): see `mirfeat.model.int8_path`.
     """
 
     device: str = "cpu"
     batch_size: int = DEFAULT_BATCH
     threads: int | None = None
     frame_sharing: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, not {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
 
 
 def providers_for(device: str) -> list[str]:
