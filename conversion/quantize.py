@@ -133,10 +133,8 @@ def _calibration_feeds(model: Model, signals: dict[str, np.ndarray], max_patches
     sharing = model.frame_sharing
     for samples in signals.values():
         bands = model.family.bands(samples)
-        if len(bands) < model.patch_size:  # short signals: one repeat-mode patch, as inference would cut
-            mode = "repeat"
-        else:
-            mode = "discard"
+        # A signal shorter than a patch gives one repeat-mode patch, as `mirfeat tag` would cut it.
+        mode = "repeat" if len(bands) < model.patch_size else "discard"
         batches = patch_batches([bands], model.patch_size, model.patch_hop_size, mode, model.batch_size, per_signal)
         for batch in batches:
             rows = model.family.model_input(batch.patches)

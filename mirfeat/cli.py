@@ -20,12 +20,15 @@ from conversion.__main__ import add_convert_arguments  # argparse only; TensorFl
 from mirfeat import __version__
 from mirfeat.errors import AudioError, MirfeatError, display_name, failure_reason, printable
 from mirfeat.model import DEFAULT_MODEL, load_model
-from mirfeat.runtime import DEFAULT_BATCH
+from mirfeat.runtime import DEFAULT_BATCH, PRECISIONS
+
+BATCH_HELP = f"patches per run (default {DEFAULT_BATCH}, or the model family's batch where smaller: MAEST 1)"
+PRECISION_HELP = "fp32 (default) or int8: the quantized copy `python -m conversion quantize MODEL.onnx` writes"
 
 
 def tag(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        model = load_model(args.model, device=args.device, batch_size=args.batch_size)
+        model = load_model(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
@@ -77,6 +80,7 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
             jobs=args.jobs,
             batch_size=args.batch_size,
             device=args.device,
+            precision=args.precision,
             resume=args.resume,
             top=args.top,
             last_patch_mode=args.last_patch_mode,
@@ -98,6 +102,9 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
 
 def ray_run_command(args: argparse.Namespace, out: TextIO) -> int:
     """`mirfeat run --engine ray`: rows to OUTDIR/ray-parquet/ (see mirfeat.ray_engine); --jobs model actors."""
+    if args.precision != "fp32":
+        print("error: --engine ray runs fp32 models only; use --engine local for --precision int8", file=sys.stderr)
+        return 2
     try:
         from mirfeat import ray_engine
 
@@ -106,7 +113,7 @@ def ray_run_command(args: argparse.Namespace, out: TextIO) -> int:
             args.models,
             args.output,
             address=args.address,
-            batch_size=args.batch_size,
+            batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
             device=args.device,
             concurrency=args.jobs,
             top=args.top,
@@ -223,9 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.add_argument("--top", type=positive_int, default=5, help="how many tags (default 5)")
     tagger.add_argument("--json", action="store_true", help="print one JSON object per file, as each is done")
     tagger.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    tagger.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per run (default {DEFAULT_BATCH})"
-    )
+    tagger.add_argument("--batch-size", type=int, help=BATCH_HELP)
+    tagger.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
     tagger.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
     tagger.add_argument(
         "--progress",
@@ -257,9 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--format", default="jsonl", choices=("jsonl", "csv", "parquet"), help="summary table")
     runner.add_argument("--arrays", action=argparse.BooleanOptionalAction, default=True, help="per-patch .npz files")
     runner.add_argument("--jobs", type=positive_int, default=2, help="decode/frontend worker threads (default 2)")
-    runner.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per run (default {DEFAULT_BATCH})"
-    )
+    runner.add_argument("--batch-size", type=int, help=BATCH_HELP)
+    runner.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
     runner.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     runner.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="skip files done")
     runner.add_argument("--top", type=positive_int, default=5, help="labels per model in the summary (default 5)")

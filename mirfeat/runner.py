@@ -37,7 +37,16 @@ import numpy as np
 from tqdm import tqdm
 
 from mirfeat.errors import MirfeatError, display_name, failure_reason
-from mirfeat.model import Head, Model, essentia_rows, load_model
+from mirfeat.families import family_for
+from mirfeat.model import (
+    Head,
+    Model,
+    default_batch_size,
+    essentia_rows,
+    load_model,
+    read_metadata_beside,
+    resolve_model_path,
+)
 from mirfeat.patches import patch_batches
 from mirfeat.pipeline import FileFailure
 from mirfeat.results import Result
@@ -173,9 +182,10 @@ def run(
     format: str = "jsonl",
     arrays: bool = True,
     jobs: int = 2,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | None = None,
     device: str = "cpu",
     threads: int | None = None,
+    precision: str = "fp32",
     resume: bool = True,
     top: int = 5,
     last_patch_mode: str = "discard",
@@ -184,10 +194,14 @@ def run(
     """Run an embedding model (and any heads on its embeddings) over many files; see the module
     docstring for what goes to `out_dir`. models: paths or names; an audio model and/or heads (the
     heads' embedding model is found from their metadata when no audio model is given).
+    batch_size: default `mirfeat.model.default_batch_size` of the audio model's family. precision:
+    "fp32" or "int8" (see `load_model`; heads run in fp32 either way).
     Yields a FileResult or FileFailure per file as each is done (files already done are skipped)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
-    options = RunOptions(device=device, batch_size=batch_size, threads=threads)
+    if batch_size is None:
+        batch_size = _family_batch_size(models)
+    options = RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     model, heads = load_models(models, options)
     out = Path(out_dir)
     (out / "arrays").mkdir(parents=True, exist_ok=True)
@@ -198,6 +212,7 @@ def run(
         "batch_size": batch_size,
         "jobs": jobs,
         "device": device,
+        "precision": precision,
         "top": top,
         "last_patch_mode": last_patch_mode,
         "resume": resume,
@@ -237,6 +252,19 @@ def run(
         bar.close()
         if format != "jsonl":
             _write_table(out, journal.rows(), format)
+
+
+def _family_batch_size(models: Sequence[str | os.PathLike]) -> int:
+    """`default_batch_size` of the first audio model named (read from its metadata), else `DEFAULT_BATCH`."""
+    for name in models:
+        try:
+            path = resolve_model_path(name)
+            family = family_for(read_metadata_beside(path).algorithm)
+        except (OSError, MirfeatError):
+            continue  # load_models reports it
+        if family.takes_audio:
+            return default_batch_size(family)
+    return DEFAULT_BATCH
 
 
 def load_models(models: Sequence[str | os.PathLike], options: RunOptions) -> tuple[Model, list[Head]]:
