@@ -145,6 +145,10 @@ def run_quantize(args: argparse.Namespace) -> int:
     from conversion.quantize import QuantizationError, quantize
     from mirfeat.errors import ModelError
 
+    # onnxruntime's quantizer suggests its shape pre-processing on every graph; the graphs here
+    # come from the conversion step with their shapes inferred.
+    logging.getLogger().addFilter(lambda record: "pre-process" not in record.getMessage())
+
     try:
         report = quantize(
             args.model,
