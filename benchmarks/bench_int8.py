@@ -18,8 +18,9 @@ differences. Per recording: max and mean absolute difference of every output, wh
 classes of the mean activations are the same set (and how many agree), and the cosine similarity
 of fp32 and int8 embeddings row by row (mean and min). Speed: end to end (decoded samples ->
 outputs) on the techno loop repeated to --seconds, fp32 and int8 in alternating rounds, best of
---repeats, as audio-seconds per second. Writes bench_int8.json and bench_int8.md into --work.
-Timings taken while other work loads the machine are unreliable.
+--repeats, as audio-seconds per second. The fp32 rounding floor (`rounding_floor`) tells
+how much two fp32 runs of the model differ by float arithmetic order alone. Writes bench_int8.json
+and bench_int8.md into --work. Timings taken while other work loads the machine are unreliable.
 """
 
 from __future__ import annotations
@@ -154,6 +155,29 @@ def speed(fp32: Model, int8: Model, seconds: int, repeats: int) -> dict:
     }
 
 
+def rounding_floor(model: Model, output: str) -> float:
+    """Max abs difference of `output` between two fp32 runs of the whole graph that differ only in
+    the order of float arithmetic (onnxruntime's basic vs full optimisation: blocked layouts, fused
+    kernels), on 16 patches of the techno loop: how sensitive the weights are to rounding. A seeded
+    replica whose floor is large (saturating sigmoids, exploding activations) says little about int8."""
+    import onnxruntime as ort
+
+    from mirfeat.patches import patch_batches
+
+    samples = model.load(AUDIO_DIR / "techno_loop.mp3")
+    batch = next(patch_batches([model.family.bands(samples)], model.patch_size, model.patch_hop_size, "repeat", 16))
+    feeds = {model.graph.input_name: model.graph.fit_to_input(model.family.model_input(batch.patches))}
+    name = model.graph.graph_name(output)
+    runs = []
+    for level in (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(model.graph.session.path), options, providers=["CPUExecutionProvider"])
+        runs.append(session.run([name], feeds)[0])
+    return float(np.abs(runs[0] - runs[1]).max())
+
+
 def profile(model: Model, runs: int = 3) -> dict[str, float]:
     """onnxruntime's per-op-type share of one batch of the model's own inputs (fraction of time)."""
     import onnxruntime as ort
@@ -187,8 +211,8 @@ def profile(model: Model, runs: int = 3) -> dict[str, float]:
 def markdown(results: dict) -> str:
     lines = [
         "| model | weights | activations: max abs diff (worst recording) | mean abs diff | top-5 same "
-        "| embedding cosine (min) | fp32 audio-s/s | int8 audio-s/s | int8 / fp32 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| embedding cosine (min) | fp32 rounding floor | fp32 audio-s/s | int8 audio-s/s | int8 / fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for family, r in results.items():
         recs = r["recordings"]
@@ -201,6 +225,7 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {family} | {r['weights']} | {worst:.3g} | {mean:.3g} | "
             f"{f'{sum(same)}/{len(same)}' if same else '-'} | {f'{min(cosines):.4f}' if cosines else '-'} | "
+            f"{r['fp32_rounding_floor']:.2g} | "
             f"{s['fp32_audio_s_per_s']:.0f} | {s['int8_audio_s_per_s']:.0f} | {s['speedup']:.2f}x |"
         )
     return "\n".join(lines) + "\n"
@@ -245,6 +270,7 @@ def main() -> None:
         # The table's activation columns: the predictions output, else the first output.
         result["activations"] = fp32.predictions_name or fp32.output_names[0]
         result["recordings"] = accuracy(fp32, int8)
+        result["fp32_rounding_floor"] = rounding_floor(fp32, result["activations"])
         result["speed"] = speed(fp32, int8, args.seconds, args.repeats)
         if args.profile:
             result["profile"] = {"fp32": profile(fp32), "int8": profile(int8)}
@@ -252,7 +278,7 @@ def main() -> None:
         s = result["speed"]
         print(
             f"  {s['fp32_audio_s_per_s']:.0f} -> {s['int8_audio_s_per_s']:.0f} audio-s/s ({s['speedup']:.2f}x), "
-            f"load {s['load_average']:.1f}",
+            f"load {s['load_average']:.1f}; fp32 rounding floor {result['fp32_rounding_floor']:.2g}",
             flush=True,
         )
         for rec in result["recordings"]:
