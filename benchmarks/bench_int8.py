@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import mirfeat  # noqa: E402
 from mirfeat.model import Model, essentia_rows  # noqa: E402
+from mirfeat.runtime import RunOptions  # noqa: E402
 
 SHARED = Path(os.environ.get("MIRFEAT_SHARED", ROOT.parent / "shared"))
 AUDIO_DIR = SHARED / "audio"
@@ -118,7 +119,11 @@ def accuracy(fp32: Model, int8: Model) -> list[dict]:
         for name in a.outputs:
             x, y = rows(a.outputs[name]), rows(b.outputs[name])
             diff = np.abs(x - y)
-            record["outputs"][name] = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
+            record["outputs"][name] = {
+                "max_abs": float(diff.max()),
+                "mean_abs": float(diff.mean()),
+                "fp32_max_abs": float(np.abs(x).max()),  # the scale: embeddings are not in [0, 1]
+            }
         if a.predictions_name and a.predictions_name in a.outputs:
             x, y = rows(a.outputs[a.predictions_name]), rows(b.outputs[a.predictions_name])
             top_a, top_b = set(np.argsort(-x.mean(0))[:5]), set(np.argsort(-y.mean(0))[:5])
@@ -133,26 +138,26 @@ def accuracy(fp32: Model, int8: Model) -> list[dict]:
     return out
 
 
-def speed(fp32: Model, int8: Model, seconds: int, repeats: int) -> dict:
-    """End-to-end audio-s/s of both on the techno loop repeated to `seconds`, alternating rounds."""
+def speed(models: dict[str, Model], seconds: int, repeats: int) -> dict:
+    """End-to-end audio-s/s of each model ({"fp32": ..., "int8": ..., others}) on the techno loop
+    repeated to `seconds`, in alternating rounds (a busy moment hits them alike)."""
+    fp32 = models["fp32"]
     loop = fp32.load(AUDIO_DIR / "techno_loop.mp3")
     signal = np.tile(loop, int(np.ceil(seconds * fp32.sample_rate / len(loop))))[: seconds * fp32.sample_rate]
     times: dict[str, list[float]] = collections.defaultdict(list)
-    for model in (fp32, int8):
+    for model in models.values():
         model(signal)  # warm up: first-run allocations
     for _ in range(repeats):
-        for label, model in (("fp32", fp32), ("int8", int8)):
+        for label, model in models.items():
             start = time.perf_counter()
             model(signal)
             times[label].append(time.perf_counter() - start)
     best = {label: min(t) for label, t in times.items()}
-    return {
-        "seconds": seconds,
-        "fp32_audio_s_per_s": seconds / best["fp32"],
-        "int8_audio_s_per_s": seconds / best["int8"],
-        "speedup": best["fp32"] / best["int8"],
-        "load_average": os.getloadavg()[0],
-    }
+    result: dict = {"seconds": seconds, "load_average": os.getloadavg()[0]}
+    for label, t in best.items():
+        result[f"{label}_audio_s_per_s"] = seconds / t
+    result["speedup"] = best["fp32"] / best["int8"]
+    return result
 
 
 def rounding_floor(model: Model, output: str) -> float:
@@ -210,20 +215,21 @@ def profile(model: Model, runs: int = 3) -> dict[str, float]:
 
 def markdown(results: dict) -> str:
     lines = [
-        "| model | weights | activations: max abs diff (worst recording) | mean abs diff | top-5 same "
-        "| embedding cosine (min) | fp32 rounding floor | fp32 audio-s/s | int8 audio-s/s | int8 / fp32 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | weights | output | max abs diff (worst recording) | fp32 max abs (scale) | mean abs diff "
+        "| top-5 same | embedding cosine (min) | fp32 rounding floor | fp32 audio-s/s | int8 audio-s/s | int8 / fp32 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for family, r in results.items():
         recs = r["recordings"]
         name = r["activations"]
         worst = max(rec["outputs"][name]["max_abs"] for rec in recs)
+        scale = max(rec["outputs"][name]["fp32_max_abs"] for rec in recs)
         mean = float(np.mean([rec["outputs"][name]["mean_abs"] for rec in recs]))
         same = [rec["top5_same"] for rec in recs if "top5_same" in rec]
         cosines = [rec["embedding_cosine_min"] for rec in recs if "embedding_cosine_min" in rec]
         s = r["speed"]
         lines.append(
-            f"| {family} | {r['weights']} | {worst:.3g} | {mean:.3g} | "
+            f"| {family} | {r['weights']} | {r['activations_kind']} | {worst:.3g} | {scale:.3g} | {mean:.3g} | "
             f"{f'{sum(same)}/{len(same)}' if same else '-'} | {f'{min(cosines):.4f}' if cosines else '-'} | "
             f"{r['fp32_rounding_floor']:.2g} | "
             f"{s['fp32_audio_s_per_s']:.0f} | {s['int8_audio_s_per_s']:.0f} | {s['speedup']:.2f}x |"
@@ -268,16 +274,25 @@ def main() -> None:
         assert isinstance(fp32, Model) and isinstance(int8, Model)
         result = {"model": path.name, "weights": WEIGHTS[family], "batch_size": fp32.batch_size}
         # The table's activation columns: the predictions output, else the first output.
-        result["activations"] = fp32.predictions_name or fp32.output_names[0]
+        result["activations"] = fp32.predictions_name or fp32.embeddings_name or fp32.output_names[0]
+        result["activations_kind"] = (
+            "predictions" if fp32.predictions_name else "embeddings" if fp32.embeddings_name else "output"
+        )
         result["recordings"] = accuracy(fp32, int8)
         result["fp32_rounding_floor"] = rounding_floor(fp32, result["activations"])
-        result["speed"] = speed(fp32, int8, args.seconds, args.repeats)
+        models = {"fp32": fp32, "int8": int8}
+        if int8.frame_sharing is not None:  # is frame sharing still worth it in int8?
+            whole = RunOptions(precision="int8", frame_sharing=False, batch_size=int8.batch_size)
+            models["int8 whole graph per patch"] = mirfeat.load_model(path, options=whole)
+        result["speed"] = speed(models, args.seconds, args.repeats)
         if args.profile:
             result["profile"] = {"fp32": profile(fp32), "int8": profile(int8)}
         results[family] = result
         s = result["speed"]
+        others = "".join(f", {k[: -len('_audio_s_per_s')]} {v:.0f}" for k, v in s.items() if "whole" in k)
+        rates = f"{s['fp32_audio_s_per_s']:.0f} -> {s['int8_audio_s_per_s']:.0f} audio-s/s"
         print(
-            f"  {s['fp32_audio_s_per_s']:.0f} -> {s['int8_audio_s_per_s']:.0f} audio-s/s ({s['speedup']:.2f}x), "
+            f"  {rates} ({s['speedup']:.2f}x{others}), "
             f"load {s['load_average']:.1f}; fp32 rounding floor {result['fp32_rounding_floor']:.2g}",
             flush=True,
         )
