@@ -12,7 +12,8 @@ batches), then the heads on each file's embeddings. Results go to OUTDIR as each
     summary.csv / summary.parquet   the same table, written at the end with --format csv / parquet
     arrays/*.npz    per-patch outputs and patch times, one file per input (written, then renamed)
     errors.jsonl    one line per file that failed, with the reason
-    run.json        models (name, path, sha256), mirfeat's version and the run's parameters
+    run.json        models (name, path, sha256; the int8 graph run, if any), mirfeat's version and the
+                    run's parameters
 
 A rerun with the same OUTDIR skips the files the journal lists with the same size and mtime, so a
 run killed at any moment loses at most the files in flight.
@@ -448,7 +449,14 @@ def _run_info(model: Model, heads: list[Head], files: list[Path], parameters: di
         "mirfeat": __version__,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "models": [
-            {"name": m.name, "path": str(m.path), "sha256": _sha256(m.path), "algorithm": m.family.algorithm}
+            {
+                "name": m.name,
+                "path": str(m.path),
+                "sha256": _sha256(m.path),
+                "algorithm": m.family.algorithm,
+                # The file the session ran, where it is not `path` (the int8 copy).
+                **({"graph": str(g), "graph_sha256": _sha256(g)} if (g := m.graph.session.path) != m.path else {}),
+            }
             for m in [model, *heads]
         ],
         "inputs": len(files),

@@ -108,6 +108,7 @@ def test_cli_tag_and_run_take_precision(musicnn_int8, tmp_path, capsys):
     assert main(["run", str(audio), "-m", str(path), "-o", str(tmp_path / "out"), "--precision", "int8"]) == 0
     info = json.loads((tmp_path / "out" / "run.json").read_text())
     assert info["parameters"]["precision"] == "int8"
+    assert info["models"][0]["graph"].endswith("msd-musicnn-1.int8.onnx") and info["models"][0]["graph_sha256"]
     arrays = np.load(next((tmp_path / "out" / "arrays").glob("*.npz")))
     predictions = mirfeat.load_model(path, precision="int8")(audio).activations
     name = next(k for k in arrays.files if arrays[k].shape == predictions.shape)
