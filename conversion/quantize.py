@@ -169,13 +169,10 @@ def _quantize_graph(
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
         calibration_providers=["CPUExecutionProvider"],
-        extra_options={
-            "ActivationSymmetric": False,
-            "WeightSymmetric": True,
-            # Fold min/max every few batches instead of holding every tensor of every batch (GBs
-            # on MAEST); min and max fold exactly.
-            "CalibMaxIntermediateOutputs": 4,
-        },
+        # (No CalibMaxIntermediateOutputs: onnxruntime 1.32 drops the batches it has gathered when
+        # that count is reached instead of folding them in; MinMax keeps only per-tensor minima
+        # and maxima per batch anyway.)
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         use_external_data_format=False,
     )
     onnx.checker.check_model(str(target))

@@ -129,3 +129,10 @@ def test_maest_runs_at_its_family_batch(maest_dir):
     musicnn = mirfeat.load_model("msd-musicnn-1")
     assert musicnn.batch_size == 16
     assert mirfeat.load_model("msd-musicnn-1", batch_size=4).batch_size == 4
+
+
+def test_the_bundled_model_ships_its_int8_copy():
+    model = mirfeat.load_model(precision="int8")
+    assert model.graph.session.path == BUNDLED_DIR / "msd-musicnn-1.int8.onnx" and model.frame_sharing is not None
+    audio = AUDIO_DIR / "techno_loop.mp3"
+    assert _top5(model(audio).activations) == _top5(mirfeat.load_model()(audio).activations)
