@@ -58,8 +58,8 @@ class _LoadedGraph:
         if not quantized.is_file():
             raise ModelError(
                 f"{path}: precision='int8' needs its quantized copy {quantized.name} beside it; make it once "
-                f"with `python -m conversion quantize {path}` (needs the convert extra; calibrates on audio, "
-                "about a minute)"
+                f"with `python -m conversion quantize {path}` (needs the convert extra; calibrates on audio "
+                "in seconds to minutes)"
             )
         return quantized
 
