@@ -102,9 +102,6 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
 
 def ray_run_command(args: argparse.Namespace, out: TextIO) -> int:
     """`mirfeat run --engine ray`: rows to OUTDIR/ray-parquet/ (see mirfeat.ray_engine); --jobs model actors."""
-    if args.precision != "fp32":
-        print("error: --engine ray runs fp32 models only; use --engine local for --precision int8", file=sys.stderr)
-        return 2
     try:
         from mirfeat import ray_engine
 
@@ -115,6 +112,7 @@ def ray_run_command(args: argparse.Namespace, out: TextIO) -> int:
             address=args.address,
             batch_size=DEFAULT_BATCH if args.batch_size is None else args.batch_size,
             device=args.device,
+            precision=args.precision,
             concurrency=args.jobs,
             top=args.top,
             last_patch_mode=args.last_patch_mode,

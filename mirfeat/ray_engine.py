@@ -128,8 +128,9 @@ class ModelActor:
         threads: int | None = None,
         top: int = 5,
         last_patch_mode: str = "discard",
+        precision: str = "fp32",
     ):
-        options = RunOptions(device=device, batch_size=batch_size, threads=threads)
+        options = RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
         self.model, self.heads = load_models(list(models), options)
         self.top, self.last_patch_mode = top, last_patch_mode
         self.schema = summary_schema(self.model, self.heads)
@@ -199,6 +200,7 @@ def run_dataset(
     top: int = 5,
     last_patch_mode: str = "discard",
     files_per_batch: int = FILES_PER_BATCH,
+    precision: str = "fp32",
 ):
     """Run an audio model (and heads on its embeddings) over files on Ray: a lazy `ray.data.Dataset`
     of result rows (see the module docstring), one per file, in no particular order.
@@ -207,14 +209,15 @@ def run_dataset(
     globs and manifests), or a Dataset with a `path` column. concurrency: model actors (or a
     (min, max) autoscaling range); on CPU at most the cluster's CPUs less one, which decoding needs.
     num_gpus: per actor, with device "cuda" (default 1).
-    threads: onnxruntime threads per actor (default: onnxruntime's)."""
+    threads: onnxruntime threads per actor (default: onnxruntime's). precision: see `load_model`."""
     import ray
     import ray.data
 
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device must be cpu or cuda, not {device!r}")
     names = [str(m) for m in models]
-    model, _ = load_models(names, RunOptions(device="cpu", batch_size=batch_size))  # fail early, here
+    # Fail early, here (a missing int8 copy too).
+    model, _ = load_models(names, RunOptions(device="cpu", batch_size=batch_size, precision=precision))
     if isinstance(paths_or_dataset, ray.data.Dataset):
         ds = paths_or_dataset.select_columns(["path"])
     else:
@@ -241,6 +244,7 @@ def run_dataset(
             "threads": threads,
             "top": top,
             "last_patch_mode": last_patch_mode,
+            "precision": precision,
         },
         batch_size=files_per_batch,
         batch_format="pyarrow",
