@@ -16,7 +16,7 @@ stay float32: onnxruntime's int8 convolution pays an im2col and a requantisation
 measured per node on MusiCNN (batch 16, AVX-512 VNNI) its temporal filters over one channel
 (128x1, 64x1, 32x1) ran 2.5-3.5x slower in int8, while the 7x38 and 7x67 timbral filters ran
 2.7-3.4x faster. The same rule keeps depthwise convolutions and first layers over one channel in
-float32 (also where quantization error is largest).
+float32.
 
 Heads (TensorflowPredict2D) are not quantized: they are a few small dense layers on embeddings.
 """
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus", ".aiff", ".aif"}
 CALIBRATION_SECONDS = 30.0  # per signal: enough patches per recording, bounded calibration time
-MIN_CONV_TAPS = 256
+MIN_CONV_TAPS = 256  # see above
 MAX_CALIBRATION_PATCHES = 256  # in all; activation ranges settle long before (min/max over patches)
 
 
@@ -131,14 +131,17 @@ def _calibration_feeds(model: Model, signals: dict[str, np.ndarray], max_patches
     calibration = _Calibration()
     per_signal = max(1, max_patches // max(len(signals), 1))
     sharing = model.frame_sharing
+    fixed = model.graph.session.fixed_batch
     for samples in signals.values():
         bands = model.family.bands(samples)
-        # A signal shorter than a patch gives one repeat-mode patch, as `mirfeat tag` would cut it.
+        # A signal shorter than a patch gives one patch, as last_patch_mode="repeat" cuts it.
         mode = "repeat" if len(bands) < model.patch_size else "discard"
         batches = patch_batches([bands], model.patch_size, model.patch_hop_size, mode, model.batch_size, per_signal)
         for batch in batches:
-            rows = model.family.model_input(batch.patches)
-            calibration.whole.append({model.graph.input_name: model.graph.fit_to_input(rows)})
+            rows = model.graph.fit_to_input(model.family.model_input(batch.patches))
+            if fixed and len(rows) != fixed:  # a fixed-batch graph (bs64): repeat rows, adding no new values
+                rows = np.resize(rows, (fixed, *rows.shape[1:]))
+            calibration.whole.append({model.graph.input_name: rows})
             calibration.patches += len(batch.patches)
             if sharing is not None:
                 calibration.patch.append(sharing.feeds(batch.bands, batch.patches, batch.starts))
