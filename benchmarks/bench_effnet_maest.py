@@ -27,7 +27,8 @@ duration's figure is the peak up to and including it: model load included). The 
 sides on the shortest duration are compared, as a check that both did the same work. --rounds N
 runs the whole job list N times and keeps each stage's best: on a shared machine, the quiet
 moments. --explore effnet|maest times mirfeat's inference alone under other session settings,
-batch sizes and an experimental graph rewrite, with onnxruntime's per-op profile.
+batch sizes and the squeeze-excitation rewrite (applied to graphs converted before it), with
+onnxruntime's per-op profile.
 """
 
 from __future__ import annotations
@@ -359,77 +360,6 @@ def update_readme(block: str) -> None:
 # --- --explore: what limits mirfeat (onnxruntime only, no Essentia) --------------------------------
 
 
-def se_upsample_rewrite(model) -> int:
-    """Experimental, exact: keep EfficientNet's squeeze-excitation in onnxruntime's blocked (NCHWc) layout.
-
-    tf2onnx leaves an identity Reshape ([N, C, 1, 1] -> [-1, C, 1, 1]) after each SE pooling and
-    each SE convolution, and the SE product x [N, C, H, W] * s [N, C, 1, 1] is a broadcast Mul,
-    which onnxruntime's NCHWc transformer does not take: every MBConv block then reorders its
-    depthwise output out of the blocked layout, multiplies, and reorders the product back. This
-    drops the identity Reshapes and writes the product as x * Resize(s, nearest, scales [1, 1, H, W]):
-    the same products (nearest upsampling of a 1x1 map only copies it), and onnxruntime runs the
-    Resize (as NchwcUpsample) and the Mul in the blocked layout. The graph's value_info is
-    re-inferred so that the batch dimension of a dynamic graph is one symbol throughout (else
-    onnxruntime cannot prove the Mul's inputs have the same shape). Returns how many SE products
-    were rewritten.
-    """
-    import onnx
-    from onnx import helper, numpy_helper, shape_inference
-
-    def shapes():
-        inferred = shape_inference.infer_shapes(model)
-        values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-        dims = lambda v: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]  # noqa: E731
-        return {v.name: dims(v) for v in values}, {v.name: v for v in inferred.graph.value_info}
-
-    graph = model.graph
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    outputs = {o.name for o in graph.output}
-    known, _ = shapes()
-    for node in list(graph.node):
-        if node.op_type != "Reshape" or node.input[1] not in constants or node.output[0] in outputs:
-            continue
-        source, target = known.get(node.input[0]), constants[node.input[1]].tolist()
-        same_rest = source and len(source) == len(target) and source[1:] == target[1:] and None not in target[1:]
-        if same_rest and (source[0] == target[0] or target[0] in (-1, 0)):  # an identity
-            for other in graph.node:
-                other.input[:] = [node.input[0] if i == node.output[0] else i for i in other.input]
-            graph.node.remove(node)
-    known, _ = shapes()
-    upsampled = []
-    for node in list(graph.node):
-        if node.op_type != "Mul" or len(node.input) != 2:
-            continue
-        a, b = (known.get(i) for i in node.input)
-        for x, s, xs, ss in ((node.input[0], node.input[1], a, b), (node.input[1], node.input[0], b, a)):
-            if xs and ss and len(xs) == len(ss) == 4 and ss[2:] == [1, 1] and xs[1] == ss[1] and None not in xs[1:]:
-                if xs[2:] == [1, 1]:
-                    continue
-                scales = f"{node.name or x}__se_scales"
-                graph.initializer.append(numpy_helper.from_array(np.array([1, 1, *xs[2:]], np.float32), scales))
-                up = helper.make_node(
-                    "Resize",
-                    [s, "", scales],
-                    [f"{s}__se_upsampled"],
-                    mode="nearest",
-                    coordinate_transformation_mode="asymmetric",
-                    nearest_mode="floor",
-                )
-                graph.node.insert(list(graph.node).index(node), up)
-                node.input[:] = [x, up.output[0]]
-                upsampled.append((up.output[0], x))
-                break
-    del graph.value_info[:]
-    _, infos = shapes()
-    for out, x in upsampled:  # ONNX cannot infer a symbolic batch through Resize: it is x's
-        infos[out] = onnx.ValueInfoProto()
-        infos[out].CopyFrom(infos[x])
-        infos[out].name = out
-    graph.value_info.extend(infos.values())
-    onnx.checker.check_model(model)
-    return len(upsampled)
-
-
 def explore(models: Path, family: str, repeats: int) -> None:
     import collections
     import json as _json
@@ -438,6 +368,7 @@ def explore(models: Path, family: str, repeats: int) -> None:
     import onnxruntime as ort
 
     import mirfeat
+    from conversion.optimize import squeeze_excitation_upsample
     from mirfeat.patches import make_patches
 
     name = {"effnet": EFFNET_BS64, "maest": MAEST_10S}[family]
@@ -507,7 +438,7 @@ def explore(models: Path, family: str, repeats: int) -> None:
         rewritten = {}
         for key, path in (("bs64", base), ("bsdynamic", dynamic)):
             proto = onnx.load(str(path))
-            count = se_upsample_rewrite(proto)
+            count = squeeze_excitation_upsample(proto)  # a no-op on graphs converted with it
             rewritten[key] = Path(tmp.name) / f"{key}-se.onnx"
             onnx.save(proto, str(rewritten[key]))
         print(f"  SE rewrite: {count} squeeze-excitation products per graph")

@@ -1,6 +1,7 @@
 """`python -m conversion convert MODEL.pb [-o MODEL.onnx]`, `freeze-musicnn`, `freeze-tempocnn`,
 `build-test-models`, `build-replicas -o DIR [--family effnet|maest|yamnet|fsdsinet|all] [--size small|full]
-[--onnx]` and `fp16 MODEL.onnx...` (NAME.fp16.onnx beside each, for device="cuda", precision="fp16")."""
+[--onnx]`, `quantize MODEL.onnx [--calibration DIR]` (the int8 copy `load_model(..., precision="int8")`
+opens) and `fp16 MODEL.onnx...` (NAME.fp16.onnx beside each, for device="cuda", precision="fp16")."""
 
 from __future__ import annotations
 
@@ -186,6 +187,33 @@ def run_fp16(args: argparse.Namespace) -> int:
 FP16_WARN_RELATIVE = 0.01  # MusiCNN's real weights: 0.2%
 
 
+def run_quantize(args: argparse.Namespace) -> int:
+    from conversion.quantize import QuantizationError, quantize
+    from mirfeat.errors import ModelError
+
+    # onnxruntime's quantizer suggests its shape pre-processing on every graph; the graphs here
+    # come from the conversion step with their shapes inferred.
+    logging.getLogger().addFilter(lambda record: "pre-process" not in record.getMessage())
+
+    try:
+        report = quantize(
+            args.model,
+            args.calibration,
+            op_types=tuple(args.op_types),
+            exclude=args.exclude,
+            max_patches=args.max_patches,
+            min_conv_taps=args.min_conv_taps,
+        )
+    except (QuantizationError, ModelError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for path in report.written:
+        print(f"wrote {path}")
+    print(f"  {report.float_convs} convolutions with few taps kept in float32")
+    print(f"  calibrated on {report.patches} patches of {len(report.signals)} signals in {report.seconds:.0f} s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -229,6 +257,24 @@ def main(argv: list[str] | None = None) -> int:
     half.add_argument(
         "--check-seconds", type=float, default=10.0, help="synthetic audio to compare with fp32 on (0: no check)"
     )
+    quantizer = commands.add_parser(
+        "quantize",
+        help="int8 copy of a converted audio model (static QDQ), calibrated on audio",
+        description="Writes MODEL.int8.onnx (and the int8 frame-sharing parts) beside MODEL.onnx; "
+        "see conversion/quantize.py.",
+    )
+    quantizer.add_argument("model", type=Path, help="converted audio model (.onnx with its .json beside it)")
+    quantizer.add_argument(
+        "--calibration", type=Path, help="directory of recordings to calibrate on (besides synthetic signals)"
+    )
+    quantizer.add_argument(
+        "--op-types", nargs="+", default=["Conv", "MatMul", "Gemm"], help="ops to quantize (default Conv MatMul Gemm)"
+    )
+    quantizer.add_argument("--exclude", nargs="+", default=[], help="node names to keep in float32")
+    quantizer.add_argument(
+        "--min-conv-taps", type=int, default=256, help="Convs with fewer taps per output stay float32 (default 256)"
+    )
+    quantizer.add_argument("--max-patches", type=int, default=256, help="calibration patches in all (default 256)")
     args = parser.parse_args(argv)
     runs = {
         "convert": run_convert,
@@ -237,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         "build-test-models": run_build_test_models,
         "build-replicas": run_build_replicas,
         "fp16": run_fp16,
+        "quantize": run_quantize,
     }
     return runs[args.command](args)
 

@@ -17,6 +17,15 @@ which applies Relu and the affine map to the pooled values only. The identities 
 point too (negation is exact, rounding is monotonic); what differs is only how onnxruntime's
 kernels order their arithmetic once Relu and BatchNormalization are no longer fused into the
 convolution (float32 rounding, ~1e-7 on MusiCNN's sigmoid outputs).
+
+`squeeze_excitation_upsample`: EfficientNet's squeeze-excitation multiplies each block's
+activations x [N, C, H, W] by per-channel scales s [N, C, 1, 1]. onnxruntime's blocked (NCHWc)
+layout does not take that broadcast Mul, nor the identity Reshapes ([N, C, 1, 1] -> [-1, C, 1, 1])
+tf2onnx leaves around the squeeze, so every block reorders its activations out of the blocked
+layout, multiplies, and reorders them back. The rewrite drops identity Reshapes and writes the
+product as x * Resize(s, nearest, scales [1, 1, H, W]): nearest upsampling of a 1x1 map only copies
+it, so the products are the same numbers, and onnxruntime keeps the Resize (as NchwcUpsample) and
+the Mul in the blocked layout (5-10% of EffNet-Discogs' inference on AVX-512).
 """
 
 from __future__ import annotations
@@ -163,9 +172,94 @@ def _sort_topologically(graph) -> None:
     graph.node.extend(ordered)
 
 
+def _known_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+    """Static shapes ONNX shape inference finds: {tensor: dims, None where unknown or symbolic}."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    return {
+        v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim] for v in values
+    }
+
+
+def _drop_identity_reshapes(model: onnx.ModelProto) -> int:
+    """Remove Reshapes whose target is their input's shape (a -1 or 0 batch for the same batch)."""
+    graph, dropped = model.graph, 0
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    known = _known_shapes(model)
+    for node in list(graph.node):
+        if node.op_type != "Reshape" or node.input[1] not in constants or node.output[0] in outputs:
+            continue
+        source, target = known.get(node.input[0]), constants[node.input[1]].tolist()
+        if not source or len(source) != len(target) or None in source[1:] or source[1:] != target[1:]:
+            continue
+        if source[0] == target[0] or target[0] in (-1, 0):
+            for other in graph.node:
+                other.input[:] = [node.input[0] if name == node.output[0] else name for name in other.input]
+            graph.node.remove(node)
+            dropped += 1
+    return dropped
+
+
+def squeeze_excitation_upsample(model: onnx.ModelProto) -> int:
+    """Rewrite x [N, C, H, W] * s [N, C, 1, 1] (s computed, not a constant) as described above; in
+    place. Returns how many products were rewritten (none: the graph is left as it was)."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    _drop_identity_reshapes(probe)
+    graph = probe.graph
+    constants = {i.name for i in graph.initializer}
+    known = _known_shapes(probe)
+    upsampled: list[tuple[str, str]] = []
+    for node in list(graph.node):
+        if node.op_type != "Mul" or len(node.input) != 2:
+            continue
+        for x, s in (tuple(node.input), tuple(reversed(node.input))):
+            xs, ss = known.get(x), known.get(s)
+            if s in constants or not xs or not ss or len(xs) != 4 or len(ss) != 4:
+                continue
+            if ss[2:] != [1, 1] or xs[2:] == [1, 1] or None in xs[1:] or xs[1] != ss[1]:
+                continue
+            scales = f"{node.name or x}__se_scales"
+            graph.initializer.append(numpy_helper.from_array(np.array([1, 1, *xs[2:]], np.float32), scales))
+            up = onnx.helper.make_node(
+                "Resize",
+                [s, "", scales],
+                [f"{s}__se_upsampled"],
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
+            graph.node.insert(list(graph.node).index(node), up)
+            node.input[:] = [x, up.output[0]]
+            upsampled.append((up.output[0], x))
+            break
+    if not upsampled:
+        return 0
+    # Re-inferred value_info makes a dynamic batch one symbol throughout (else onnxruntime cannot
+    # prove the Mul's inputs have the same shape); shape inference cannot carry a symbolic batch
+    # through Resize, so the upsampled scales take x's.
+    del graph.value_info[:]
+    inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(probe).graph.value_info}
+    for out, x in upsampled:
+        if x not in inferred:
+            continue
+        info = onnx.ValueInfoProto()
+        info.CopyFrom(inferred[x])
+        info.name = out
+        inferred[out] = info
+    graph.value_info.extend(inferred.values())
+    _drop_unused_initializers(graph)  # the dropped Reshapes' shapes
+    model.CopyFrom(probe)
+    return len(upsampled)
+
+
 def optimize(model: onnx.ModelProto) -> dict[str, int]:
     """Every exact rewrite above; returns what each changed."""
-    return {"pool_before_batchnorm": pool_before_batchnorm(model)}
+    return {
+        "pool_before_batchnorm": pool_before_batchnorm(model),
+        "squeeze_excitation_upsample": squeeze_excitation_upsample(model),
+    }
 
 
 # --- Sharing frame-local work between overlapping patches -------------------------------------

@@ -92,7 +92,7 @@ def tempo(args: argparse.Namespace, out: TextIO) -> int:
         print(f"error: no model: {TEMPO_MODEL_HINT}", file=sys.stderr)
         return 2
     try:
-        model = load_model(args.model, device=args.device, batch_size=args.batch_size)
+        model = load_model(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
@@ -344,15 +344,16 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size",
         type=batch_size,
-        default=DEFAULT_BATCH,
-        help=f"patches per run, or auto: doubled at load until throughput stops rising (default {DEFAULT_BATCH})",
+        default=None,
+        help=f"patches per run (default {DEFAULT_BATCH}, or the model family's batch where smaller: MAEST 1), "
+        "or auto: doubled at load until throughput stops rising",
     )
     parser.add_argument(
         "--precision",
         default="fp32",
         choices=PRECISIONS,
         help="fp32 (default; the one held to Essentia's numbers) or the variant the conversion step wrote "
-        "beside the model (fp16: NAME.fp16.onnx, for cuda)",
+        "beside the model: int8 (NAME.int8.onnx, `python -m conversion quantize`) or fp16 (NAME.fp16.onnx, for cuda)",
     )
 
 
@@ -387,10 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tempo_parser.add_argument("--local", action="store_true", help="also print the tempo of each patch (every 5.9 s)")
     tempo_parser.add_argument("--json", action="store_true", help="print one JSON object per file, as each is done")
-    tempo_parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    tempo_parser.add_argument(
-        "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per run (default {DEFAULT_BATCH})"
-    )
+    add_run_options(tempo_parser)
     tempo_parser.add_argument(
         "--last-patch-mode",
         default="discard",

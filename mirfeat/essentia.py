@@ -13,6 +13,12 @@ TempoCNN (global BPM, local tempi and their probabilities from TensorflowPredict
 are float32 mono signals at the family's rate, as in Essentia; outputs are [rows, dims] float32
 arrays, one row per patch (CREPE: per frame), except MAEST's tensor ([patches, 1, tokens, width] or
 [patches, 1, 1, classes]).
+
+Besides Essentia's parameters, the audio classes take two of mirfeat's: `device` ("cpu", "cuda"
+or "auto") and the keyword-only `precision`: "fp32" (default; the parity tests hold it to
+Essentia's tolerances), "int8", the quantized copy `python -m conversion quantize MODEL.onnx`
+writes beside the model (faster where the CPU has int8 kernels; its accuracy against Essentia is
+stated in benchmarks/README.md, not held to Essentia's tolerances), or "fp16" (for CUDA).
 """
 
 from __future__ import annotations
@@ -102,6 +108,8 @@ class _TensorflowPredictAudio:
         lastBatchMode: str | None = None,
         normalize: bool | None = None,
         device: str = "cpu",
+        *,
+        precision: str = "fp32",
     ):
         name, family = type(self).__name__, self.family
         if not graphFilename:
@@ -126,7 +134,7 @@ class _TensorflowPredictAudio:
             path,
             metadata=_metadata_for(path, family),
             family=family,
-            options=RunOptions(device=device, batch_size=self.batchSize),
+            options=RunOptions(device=device, batch_size=self.batchSize, precision=precision),
             input_name=input or family.input_name,
             patch_size=self.patchSize,
             patch_hop_size=self.patchHopSize,

@@ -165,11 +165,11 @@ class Model(_LoadedGraph):
         if not spec or self.family.band_transform or self.family.patch_transform:
             return None
         frames, rest = (
-            precision_file(self.path.parent / spec[key], self.options.precision, required=False)
+            precision_variant(self.path.parent / spec[key], self.options.precision)
             for key in ("frames_model", "patch_model")
         )
         if not (frames.is_file() and rest.is_file()):
-            return None
+            return None  # no split (or a variant written without its parts): the whole graph runs per patch
         frames_session, rest_session = Session(frames, self.options), Session(rest, self.options)
         try:
             sharing = FrameSharing(
@@ -450,19 +450,34 @@ def _source_name(audio: AudioInput) -> str:
     return "array" if isinstance(audio, np.ndarray) else str(audio)
 
 
+# The conversion command that writes each precision's variant beside a model.
+VARIANT_COMMANDS = {"int8": "quantize", "fp16": "fp16"}
+
+
+def precision_variant(path: Path, precision: str) -> Path:
+    """Where the `precision` variant of the graph `path` lives: `path` itself for fp32, else beside
+    it, NAME.int8.onnx / NAME.fp16.onnx for NAME.onnx (NAME.frames.int8.onnx for a frame-sharing
+    part), as `python -m conversion quantize` / `fp16` write them."""
+    return path if precision == "fp32" else path.with_name(f"{path.stem}.{precision}{path.suffix}")
+
+
+def int8_path(path: Path) -> Path:
+    """`precision_variant(path, "int8")`: the copy `python -m conversion quantize` writes."""
+    return precision_variant(path, "int8")
+
+
 def precision_file(path: Path, precision: str, *, required: bool = True) -> Path:
-    """The graph file that runs `path` at `precision`: the file itself for fp32, else the variant
-    the conversion step writes beside it (NAME.fp16.onnx). A missing variant is a ModelError when
-    `required`; otherwise (heads, frame-sharing parts) the fp32 file runs."""
-    if precision == "fp32":
-        return path
-    variant = path.with_name(f"{path.stem}.{precision}.onnx")
+    """The graph file that runs `path` at `precision` (see `precision_variant`). A missing variant
+    is a ModelError naming the command that writes it when `required` (audio models); otherwise
+    (heads, which stay fp32) the fp32 file runs."""
+    variant = precision_variant(path, precision)
     if variant.is_file():
         return variant
     if required:
+        command = VARIANT_COMMANDS.get(precision, precision)
         raise ModelError(
-            f"{path}: no {precision} variant beside it ({variant.name}); write it once with "
-            f"`python -m conversion {precision} {path}` (needs onnx: pip install 'mirfeat[convert]')"
+            f"{path}: precision={precision!r} needs its variant {variant.name} beside it; write it once with "
+            f"`python -m conversion {command} {path}` (needs the convert extra: pip install 'mirfeat[convert]')"
         )
     log.info("%s: no %s variant (%s); it runs in fp32", path.name, precision, variant.name)
     return path
@@ -517,11 +532,18 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     )
 
 
+def default_batch_size(family: Family) -> int:
+    """Patches per run when the caller names none: `DEFAULT_BATCH`, or the family's own batch where
+    that is smaller (MAEST's 1: 12% faster than 16 at 300 s and a third of the memory, since its
+    attention already works on 1256-1876 frames a patch)."""
+    return min(family.batch_size, DEFAULT_BATCH)
+
+
 def load_model(
     name_or_path: str | os.PathLike = DEFAULT_MODEL,
     *,
     device: str = "cpu",
-    batch_size: int | str = DEFAULT_BATCH,
+    batch_size: int | str | None = None,
     threads: int | None = None,
     precision: str = "fp32",
     embedding_model: Model | None = None,
@@ -532,14 +554,20 @@ def load_model(
 
     The metadata's algorithm picks the family. A classifier head (TensorflowPredict2D) loads as a
     `Head`; its embedding model is `embedding_model` or is found by name beside it or among the
-    bundled models. `options` (or device / batch_size / threads / precision) apply to every
-    session opened (see `RunOptions`).
+    bundled models. `options` (or device / batch_size / threads / precision) apply to every session
+    opened (see `RunOptions`). batch_size: patches per run, or "auto"; default
+    `default_batch_size(family)`. precision: "fp32"; "int8" for the quantized copy `python -m
+    conversion quantize MODEL.onnx` writes beside the model (its accuracy against Essentia is in
+    benchmarks/README.md); "fp16" for the copy `python -m conversion fp16` writes, for CUDA. A
+    missing variant is an error naming the command.
     hop_ms: a CREPE model's frame hop in milliseconds (default 10); an error for other families.
     """
-    options = options or RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     path = _check_model_file(resolve_model_path(name_or_path))
     metadata = read_metadata_beside(path)
     family = family_for(metadata.algorithm, str(path.with_suffix(".json")))
+    if options is None:
+        batch = default_batch_size(family) if batch_size is None else batch_size
+        options = RunOptions(device=device, batch_size=batch, threads=threads, precision=precision)
     if family.takes_audio:
         return Model(path, metadata=metadata, family=family, options=options, hop_ms=hop_ms)
     if hop_ms is not None:

@@ -58,8 +58,9 @@ class Pipeline:
 
     heads: head models or paths/names of their .onnx files. embedding_model: the audio model to
     run (default: the one the first head's metadata names, shared by all). Every head must read
-    embeddings of that model's width. device / batch_size / threads (or `options`) apply to every
-    model the pipeline loads.
+    embeddings of that model's width. device / batch_size / threads / precision (or `options`) apply
+    to every model the pipeline loads (precision "int8": the embedding model's int8 copy; heads stay
+    fp32; see `load_model`).
     """
 
     def __init__(
@@ -70,9 +71,10 @@ class Pipeline:
         device: str = "cpu",
         batch_size: int | str = DEFAULT_BATCH,
         threads: int | None = None,
+        precision: str = "fp32",
         options: RunOptions | None = None,
     ):
-        options = options or RunOptions(device=device, batch_size=batch_size, threads=threads)
+        options = options or RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
         self.heads = [h if isinstance(h, Head) else _load_head(h, options) for h in heads]
         if not self.heads:
             raise ValueError("a pipeline needs at least one head")

@@ -247,7 +247,7 @@ def run_dataset(
     globs and manifests), or a Dataset with a `path` column. concurrency: model actors (or a
     (min, max) autoscaling range); on CPU at most the cluster's CPUs less one, which decoding needs.
     num_gpus: per actor, with device "cuda" (default 1).
-    threads: onnxruntime threads per actor (default: onnxruntime's).
+    threads: onnxruntime threads per actor (default: onnxruntime's). precision: see `load_model`.
     arrays_dir: a folder every node can write: each file's per-patch arrays go there
     (`runner.save_arrays`, arrays_format "npz" or "parquet"). journal: add the `summary` column."""
     import ray

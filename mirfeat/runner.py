@@ -14,7 +14,8 @@ batches), then the heads on each file's embeddings. Results go to OUTDIR as each
                     arrays/*.parquet instead with --format parquet (a row per patch: patch_time and
                     one fixed-size list column per output, its per-patch shape in the field metadata)
     errors.jsonl    one line per file that failed, with the reason
-    run.json        models (name, path, sha256), mirfeat's version and the run's parameters
+    run.json        models (name, path, sha256; the int8 graph run, if any), mirfeat's version and the
+                    run's parameters
 
 A rerun with the same OUTDIR skips the files the journal lists with the same size and mtime, so a
 run killed at any moment loses at most the files in flight.
@@ -39,7 +40,16 @@ import numpy as np
 from tqdm import tqdm
 
 from mirfeat.errors import MirfeatError, display_name, failure_reason
-from mirfeat.model import Head, Model, essentia_rows, load_model
+from mirfeat.families import family_for
+from mirfeat.model import (
+    Head,
+    Model,
+    default_batch_size,
+    essentia_rows,
+    load_model,
+    read_metadata_beside,
+    resolve_model_path,
+)
 from mirfeat.patches import patch_batches
 from mirfeat.pipeline import FileFailure
 from mirfeat.results import Result
@@ -176,7 +186,7 @@ def run(
     format: str = "jsonl",
     arrays: bool = True,
     jobs: int = 2,
-    batch_size: int | str = DEFAULT_BATCH,
+    batch_size: int | str | None = None,
     device: str = "cpu",
     precision: str = "fp32",
     threads: int | None = None,
@@ -188,8 +198,12 @@ def run(
     """Run an embedding model (and any heads on its embeddings) over many files; see the module
     docstring for what goes to `out_dir`. models: paths or names; an audio model and/or heads (the
     heads' embedding model is found from their metadata when no audio model is given).
+    batch_size: default `mirfeat.model.default_batch_size` of the audio model's family. precision:
+    "fp32" or "int8" (see `load_model`; heads run in fp32 either way).
     Yields a FileResult or FileFailure per file as each is done (files already done are skipped)."""
     output = OutputDir(out_dir, format=format, arrays=arrays, resume=resume)
+    if batch_size is None:
+        batch_size = _family_batch_size(models)
     options = RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     model, heads = load_models(models, options)
     files = expand_inputs(inputs)
@@ -311,6 +325,19 @@ class _Progress:
 def progress_bar(total: int, progress: bool | None) -> _Progress:
     """A progress bar on stderr (default: when stderr is a terminal)."""
     return _Progress(total, sys.stderr.isatty() if progress is None else progress)
+
+
+def _family_batch_size(models: Sequence[str | os.PathLike]) -> int:
+    """`default_batch_size` of the first audio model named (read from its metadata), else `DEFAULT_BATCH`."""
+    for name in models:
+        try:
+            path = resolve_model_path(name)
+            family = family_for(read_metadata_beside(path).algorithm)
+        except (OSError, MirfeatError):
+            continue  # load_models reports it
+        if family.takes_audio:
+            return default_batch_size(family)
+    return DEFAULT_BATCH
 
 
 def load_models(models: Sequence[str | os.PathLike], options: RunOptions) -> tuple[Model, list[Head]]:
@@ -541,7 +568,14 @@ def _run_info(model: Model, heads: list[Head], files: list[Path], parameters: di
         "mirfeat": __version__,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "models": [
-            {"name": m.name, "path": str(m.path), "sha256": _sha256(m.path), "algorithm": m.family.algorithm}
+            {
+                "name": m.name,
+                "path": str(m.path),
+                "sha256": _sha256(m.path),
+                "algorithm": m.family.algorithm,
+                # The file the session ran, where it is not `path` (the int8 copy).
+                **({"graph": str(g), "graph_sha256": _sha256(g)} if (g := m.graph.session.path) != m.path else {}),
+            }
             for m in [model, *heads]
         ],
         "inputs": len(files),

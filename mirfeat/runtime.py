@@ -61,9 +61,12 @@ class RunOptions:
     (123 vs 130 audio-s/s) with half the memory (a graph's activations grow with the batch:
     0.5 GB at 64); raise it, or use "auto", on a GPU. threads: onnxruntime intra-op threads
     (default: all cores). frame_sharing: use the split graph the conversion step wrote, where
-    there is one (`mirfeat.framesharing`). precision: "fp32", or the variant the conversion step
-    wrote beside the model ("fp16": NAME.fp16.onnx, for CUDA). io_binding: feed and fetch through
-    onnxruntime's I/O binding with buffers reused across runs of one shape (None: on CUDA only).
+    there is one (`mirfeat.framesharing`). precision: "fp32" (the converted graphs, held to
+    Essentia's tolerances), or the variant the conversion step wrote beside the model: "int8"
+    (NAME.int8.onnx, `python -m conversion quantize`; audio models only, heads stay fp32) or
+    "fp16" (NAME.fp16.onnx, for CUDA); see `mirfeat.model.precision_variant`. io_binding: feed and
+    fetch through onnxruntime's I/O binding with buffers reused across runs of one shape (None:
+    on CUDA only).
     """
 
     device: str = "cpu"

@@ -50,7 +50,7 @@ def test_metadata_outputs_are_all_kept(model_dir):
         assert meta["mirfeat"]["folded_training_flags"] == ["model/Placeholder_1"]
         assert "onnx" in meta["model_types"]
     musicnn = json.loads((model_dir / "msd-musicnn-1.json").read_text())
-    assert musicnn["mirfeat"]["graph_rewrites"] == {"pool_before_batchnorm": 5}
+    assert musicnn["mirfeat"]["graph_rewrites"] == {"pool_before_batchnorm": 5, "squeeze_excitation_upsample": 0}
     sharing = musicnn["mirfeat"]["frame_sharing"]
     assert sharing["blocks"] == ["model/max_pooling2d/MaxPool:0", "model/max_pooling2d_1/MaxPool:0"]
     assert sharing["check_max_abs_diff"] < 1e-5
@@ -163,3 +163,65 @@ def test_pool_before_batchnorm_rewrite_keeps_outputs(tmp_path, name):
     rewrites, diff = proc.stdout.split()[-2:]
     assert int(rewrites) == 5
     assert float(diff) < 1e-5
+
+
+def _squeeze_excitation_graph(channels: int = 32, size: tuple[int, int] = (12, 10)):
+    """A dynamic-batch block as tf2onnx writes EfficientNet's: Conv -> (x) GlobalAveragePool ->
+    identity Reshape -> Conv -> Relu -> Conv -> Sigmoid -> identity Reshape -> x * scales."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+
+    def weights(name, *shape):
+        return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.3, name)
+
+    shape = numpy_helper.from_array(np.array([-1, channels, 1, 1], np.int64), "shape")
+    nodes = [
+        helper.make_node("Conv", ["input", "w0"], ["x"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("GlobalAveragePool", ["x"], ["pooled"], name="pool"),
+        helper.make_node("Reshape", ["pooled", "shape"], ["pooled_r"], name="reshape_a"),
+        helper.make_node("Conv", ["pooled_r", "w1"], ["reduced"], name="se_reduce"),
+        helper.make_node("Relu", ["reduced"], ["reduced_relu"], name="relu"),
+        helper.make_node("Conv", ["reduced_relu", "w2"], ["expanded"], name="se_expand"),
+        helper.make_node("Sigmoid", ["expanded"], ["scales"], name="sigmoid"),
+        helper.make_node("Reshape", ["scales", "shape"], ["scales_r"], name="reshape_b"),
+        helper.make_node("Mul", ["x", "scales_r"], ["output"], name="se_mul"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "se",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 16, *size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", channels, *size])],
+        [weights("w0", channels, 16, 3, 3), weights("w1", 8, channels, 1, 1), weights("w2", channels, 8, 1, 1), shape],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_squeeze_excitation_rewrite_is_exact():
+    from conversion.optimize import optimize
+
+    original = _squeeze_excitation_graph()
+    rewritten = _squeeze_excitation_graph()
+    assert optimize(rewritten) == {"pool_before_batchnorm": 0, "squeeze_excitation_upsample": 1}
+    ops = [node.op_type for node in rewritten.graph.node]
+    assert "Reshape" not in ops and "Resize" in ops
+    x = np.random.default_rng(1).standard_normal((3, 16, 12, 10)).astype(np.float32)
+
+    def run(model, level):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        return ort.InferenceSession(model.SerializeToString(), options).run(None, {"input": x})[0]
+
+    basic = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    # Without the blocked layout the same operations run in the same order: bit for bit.
+    np.testing.assert_array_equal(run(rewritten, basic), run(original, basic))
+    # With it, only the kernels' order of arithmetic differs (float32 rounding).
+    everything = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    np.testing.assert_allclose(run(rewritten, everything), run(original, basic), atol=1e-5, rtol=1e-5)
+
+
+def test_effnet_squeeze_excitation_rewrite_is_checked_against_tensorflow(effnet_dir):
+    meta = json.loads((effnet_dir / "discogs-effnet-bs64-small-seeded-1.json").read_text())["mirfeat"]
+    assert meta["graph_rewrites"]["squeeze_excitation_upsample"] > 0
+    # The conversion check ran the rewritten graph (onnxruntime's full optimisation) against TensorFlow.
+    assert max(meta["check_max_abs_diff"].values()) < 1e-4

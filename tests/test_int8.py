@@ -1,0 +1,138 @@
+"""precision="int8": the quantized copy `python -m conversion quantize` writes, loaded by
+`load_model`, the facade, `mirfeat tag` and `mirfeat run`, against the fp32 model it came from.
+
+int8 is not held to Essentia's tolerances (fp32 is, in the parity tests): these tests state how
+close the real msd-musicnn-1 weights stay (measured: max abs activation difference 0.02-0.04,
+mean 0.001-0.003 per recording, top-5 tags the same on every shared recording).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import AUDIO_DIR, AUDIO_FILES
+
+import mirfeat
+from conversion.quantize import few_tap_convs, quantize
+from mirfeat.cli import main
+from mirfeat.errors import ModelError
+from mirfeat.essentia import TensorflowPredictMusiCNN
+from mirfeat.model import BUNDLED_DIR, default_batch_size, int8_path
+from mirfeat.runtime import RunOptions
+
+# int8 vs fp32 on msd-musicnn-1's sigmoid activations (measured up to 0.040 max, 0.0033 mean).
+MAX_ABS = 0.08
+MEAN_ABS = 0.006
+
+
+@pytest.fixture(scope="module")
+def musicnn_int8(tmp_path_factory):
+    """A copy of the bundled msd-musicnn-1 with its int8 files, calibrated on the shared recordings."""
+    out = tmp_path_factory.mktemp("int8")
+    for path in BUNDLED_DIR.glob("msd-musicnn-1.*"):
+        shutil.copy(path, out / path.name)
+    report = quantize(out / "msd-musicnn-1.onnx", AUDIO_DIR)
+    return out / "msd-musicnn-1.onnx", report
+
+
+def _top5(activations: np.ndarray) -> list[int]:
+    return sorted(np.argsort(-activations.mean(axis=0))[:5].tolist())
+
+
+def test_quantize_writes_the_int8_graphs_beside_the_model(musicnn_int8):
+    path, report = musicnn_int8
+    names = ["msd-musicnn-1.int8.onnx", "msd-musicnn-1.frames.int8.onnx", "msd-musicnn-1.patch.int8.onnx"]
+    assert [p.name for p in report.written] == names
+    assert report.patches > 0 and "techno_loop.mp3" in report.signals and "sweep" in report.signals
+    # MusiCNN's three temporal filters over one channel (128x1, 64x1, 32x1) stay float32, in the
+    # whole graph and in the patch part that holds them.
+    assert len(few_tap_convs(path)) == 3 and report.float_convs == 6
+
+
+def test_int8_is_close_to_fp32_with_the_same_top5_on_every_recording(musicnn_int8):
+    path, _ = musicnn_int8
+    fp32 = mirfeat.load_model(path)
+    int8 = mirfeat.load_model(path, precision="int8")
+    assert int8.options.precision == "int8" and int8.frame_sharing is not None
+    assert int8.graph.session.path == int8_path(path)
+    for audio in AUDIO_FILES:
+        a, b = fp32(audio).activations, int8(audio).activations
+        assert a.shape == b.shape
+        diff = np.abs(a - b)
+        assert diff.max() < MAX_ABS and diff.mean() < MEAN_ABS, audio.name
+        assert _top5(a) == _top5(b), audio.name
+
+
+def test_int8_frame_sharing_agrees_with_the_whole_int8_graph(musicnn_int8):
+    path, _ = musicnn_int8
+    shared = mirfeat.load_model(path, precision="int8")
+    whole = mirfeat.load_model(path, options=RunOptions(precision="int8", frame_sharing=False))
+    assert whole.frame_sharing is None
+    a, b = shared(AUDIO_DIR / "dubstep.flac").activations, whole(AUDIO_DIR / "dubstep.flac").activations
+    # Two quantized graphs with their own calibration: int8-sized differences, not float rounding.
+    assert np.abs(a - b).max() < MAX_ABS
+
+
+def test_facade_takes_precision(musicnn_int8):
+    path, _ = musicnn_int8
+    audio = mirfeat.load_model(path).load(AUDIO_DIR / "vignesh.wav")
+    facade = TensorflowPredictMusiCNN(graphFilename=str(path), precision="int8")(audio)
+    model = mirfeat.load_model(path, precision="int8")
+    np.testing.assert_allclose(facade, model(audio).activations, atol=1e-6)
+    with pytest.raises(TypeError):
+        TensorflowPredictMusiCNN(str(path), None, None, "", None, None, "discard", False, None, None, "cpu", "int8")
+
+
+def test_missing_int8_file_names_the_command(tmp_path):
+    for path in BUNDLED_DIR.glob("msd-musicnn-1.*"):
+        if ".int8." not in path.name:
+            shutil.copy(path, tmp_path / path.name)
+    model = tmp_path / "msd-musicnn-1.onnx"
+    with pytest.raises(ModelError, match=r"python -m conversion quantize .*msd-musicnn-1\.onnx") as error:
+        mirfeat.load_model(model, precision="int8")
+    assert "msd-musicnn-1.int8.onnx" in str(error.value)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        mirfeat.load_model(model, precision="int4")
+
+
+def test_cli_tag_and_run_take_precision(musicnn_int8, tmp_path, capsys):
+    path, _ = musicnn_int8
+    audio = AUDIO_DIR / "vignesh.wav"
+    assert main(["tag", str(audio), "--model", str(path), "--precision", "int8", "--json", "--top", "5"]) == 0
+    tags = json.loads(capsys.readouterr().out)["tags"]
+    expected = mirfeat.load_model(path, precision="int8")(audio).top_k(5)
+    assert [t["label"] for t in tags] == [label for label, _ in expected]
+    assert main(["run", str(audio), "-m", str(path), "-o", str(tmp_path / "out"), "--precision", "int8"]) == 0
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert info["parameters"]["precision"] == "int8"
+    assert info["models"][0]["graph"].endswith("msd-musicnn-1.int8.onnx") and info["models"][0]["graph_sha256"]
+    arrays = np.load(next((tmp_path / "out" / "arrays").glob("*.npz")))
+    predictions = mirfeat.load_model(path, precision="int8")(audio).activations
+    name = next(k for k in arrays.files if arrays[k].shape == predictions.shape)
+    np.testing.assert_allclose(arrays[name], predictions, atol=1e-6)
+
+
+def test_quantize_command_fails_cleanly_on_a_missing_directory(musicnn_int8, tmp_path, capsys):
+    from conversion.__main__ import main as conversion_main
+
+    path, _ = musicnn_int8
+    assert conversion_main(["quantize", str(path), "--calibration", str(tmp_path / "nope")]) == 1
+    assert "nope: no such calibration directory" in capsys.readouterr().err
+
+
+def test_maest_runs_at_its_family_batch(maest_dir):
+    model = mirfeat.load_model(maest_dir / "discogs-maest-5s-pw-small-seeded-2.onnx")
+    assert model.batch_size == default_batch_size(model.family) == 1
+    musicnn = mirfeat.load_model("msd-musicnn-1")
+    assert musicnn.batch_size == 16
+    assert mirfeat.load_model("msd-musicnn-1", batch_size=4).batch_size == 4
+
+
+def test_the_bundled_model_ships_its_int8_copy():
+    model = mirfeat.load_model(precision="int8")
+    assert model.graph.session.path == BUNDLED_DIR / "msd-musicnn-1.int8.onnx" and model.frame_sharing is not None
+    audio = AUDIO_DIR / "techno_loop.mp3"
+    assert _top5(model(audio).activations) == _top5(mirfeat.load_model()(audio).activations)
