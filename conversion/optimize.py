@@ -25,6 +25,12 @@ instead (conv1-conv3 1.5x faster). The rewrite is Squeeze(axis 3) -> Conv (the s
 without their last axis) -> Unsqueeze(axis 3): the same products and sums, in another order.
 Only where the output has at least CONV_1D_MIN_POSITIONS time steps: on short ones (CREPE's
 conv4-conv6: 32, 16, 8 steps under a 64-tap kernel, mostly padding) the blocked kernel is faster.
+
+`affine_as_batchnorm`: TempoCNN's batch norms come after the Relu, frozen as Mul(x, s) -> Add(., t)
+with [1, C, 1, 1] constants. onnxruntime runs those two outside its blocked NCHWc layout, so every
+block reorders the conv output out of it and back (a third of TempoCNN's run time). Written as
+BatchNormalization(scale s, bias t, mean 0, variance 1, epsilon 0), which computes x * s + t, the
+pair stays in the blocked layout (TempoCNN 1.45x faster, outputs bitwise equal here).
 """
 
 from __future__ import annotations
@@ -232,10 +238,49 @@ def conv_1d(model: onnx.ModelProto) -> int:
     return rewritten
 
 
+def affine_as_batchnorm(model: onnx.ModelProto) -> int:
+    """Rewrite Mul(x, s) -> Add(., t) with per-channel constants on a 4-D x as one
+    BatchNormalization, as described above; in place. Returns how many pairs were rewritten."""
+    g = _Graph(model.graph)
+    shapes = _static_shapes(model)
+    rewritten = 0
+    for mul in list(model.graph.node):
+        if mul.op_type != "Mul" or mul.input[1] not in g.constants:
+            continue
+        add = g.only_consumer(mul.output[0])
+        if add is None or add.op_type != "Add" or add.input[0] != mul.output[0] or add.input[1] not in g.constants:
+            continue
+        scale, shift = g.constants[mul.input[1]], g.constants[add.input[1]]
+        x_shape = shapes.get(mul.input[0])
+        channels = x_shape[1] if x_shape and len(x_shape) == 4 else None
+        per_channel = (1, channels, 1, 1)
+        if not channels or scale.shape != per_channel or shift.shape != per_channel or scale.dtype != np.float32:
+            continue
+        prefix = f"{add.output[0]}__batchnorm"
+        g.set_constant(f"{prefix}_scale", scale.reshape(-1))
+        g.set_constant(f"{prefix}_bias", shift.reshape(-1).astype(np.float32))
+        g.set_constant(f"{prefix}_mean", np.zeros(channels, np.float32))
+        g.set_constant(f"{prefix}_var", np.ones(channels, np.float32))
+        norm = onnx.helper.make_node(
+            "BatchNormalization",
+            [mul.input[0], *(f"{prefix}_{name}" for name in ("scale", "bias", "mean", "var"))],
+            [add.output[0]],
+            epsilon=0.0,
+        )
+        model.graph.node.insert(list(model.graph.node).index(mul), norm)
+        model.graph.node.remove(mul)
+        model.graph.node.remove(add)
+        rewritten += 1
+    if rewritten:
+        _drop_unused_initializers(model.graph)
+    return rewritten
+
+
 def optimize(model: onnx.ModelProto) -> dict[str, int]:
     """Every exact rewrite above; returns what each changed. conv_1d runs last: the other
     rewrites match Conv -> Relu, which its Unsqueeze would hide."""
     rewrites = {"pool_before_batchnorm": pool_before_batchnorm(model)}
+    rewrites["affine_as_batchnorm"] = affine_as_batchnorm(model)
     rewrites["conv_1d"] = conv_1d(model)
     return rewrites
 

@@ -51,7 +51,7 @@ def test_metadata_outputs_are_all_kept(model_dir):
         assert "onnx" in meta["model_types"]
     musicnn = json.loads((model_dir / "msd-musicnn-1.json").read_text())
     # MusiCNN's (k, 1) temporal kernels slide over 96 bands: not along time only, so no conv_1d.
-    assert musicnn["mirfeat"]["graph_rewrites"] == {"pool_before_batchnorm": 5, "conv_1d": 0}
+    assert musicnn["mirfeat"]["graph_rewrites"] == {"pool_before_batchnorm": 5, "affine_as_batchnorm": 0, "conv_1d": 0}
     sharing = musicnn["mirfeat"]["frame_sharing"]
     assert sharing["blocks"] == ["model/max_pooling2d/MaxPool:0", "model/max_pooling2d_1/MaxPool:0"]
     assert sharing["check_max_abs_diff"] < 1e-5

@@ -147,7 +147,7 @@ def test_conversion_writes_crepe_metadata_and_a_dynamic_batch(crepe_tiny):
     assert metadata["schema"]["outputs"][0] == {"name": "model/classifier/Sigmoid", "output_purpose": "predictions"}
     assert metadata["mirfeat"]["check_max_abs_diff"]["model/classifier/Sigmoid"] < 1e-5
     # Every conv block pools before its batch norm; conv1-conv3 (256, 128, 64 steps) run as 1-D Convs.
-    assert metadata["mirfeat"]["graph_rewrites"] == {"pool_before_batchnorm": 6, "conv_1d": 3}
+    assert metadata["mirfeat"]["graph_rewrites"] == {"pool_before_batchnorm": 6, "affine_as_batchnorm": 0, "conv_1d": 3}
     convs = [node for node in onnx.load(str(crepe_tiny)).graph.node if node.op_type == "Conv"]
     kernels = [next(a.ints for a in conv.attribute if a.name == "kernel_shape") for conv in convs]
     assert kernels == [[512], [64], [64], [64, 1], [64, 1], [64, 1]]
