@@ -1,9 +1,10 @@
 """CREPE (crepe-tiny-1): mirfeat vs Essentia's PitchCREPE, end to end, in one run.
 
-    python benchmarks/bench_crepe.py [--durations 60 300] [--repeats 3] [--models DIR] [--hop-size MS]
+    python benchmarks/bench_crepe.py [--durations 60 300] [--repeats 3] [--models DIR] [--hop-size MS] [--reconvert]
 
 Model: the shared ../shared/essentia-models/crepe/crepe-tiny-1.pb (what Essentia runs), converted
-once into --models (default benchmarks/results/models, gitignored) when its .onnx is missing.
+once into --models (default benchmarks/results/models, gitignored) when its .onnx is missing, or
+again with --reconvert (after a change to the conversion's graph rewrites).
 Audio: the shared tenor saxophone recording (monophonic, pitched) decoded once at 16 kHz by
 Essentia's MonoLoader and tiled to each duration.
 
@@ -123,9 +124,9 @@ def _job_main(argv: list[str]) -> None:
     Path(out + ".json").write_text(json.dumps({str(k): v for k, v in result["seconds"].items()}))
 
 
-def ensure_onnx(models: Path) -> Path:
+def ensure_onnx(models: Path, reconvert: bool = False) -> Path:
     onnx = models / "crepe-tiny-1.onnx"
-    if not onnx.is_file():
+    if reconvert or not onnx.is_file():
         models.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [sys.executable, "-m", "conversion", "convert", str(CREPE_PB), "-o", str(onnx)], cwd=ROOT, check=True
@@ -154,9 +155,10 @@ def main() -> int:
     parser.add_argument("--hop-size", type=float, default=10.0, help="ms (default 10)")
     parser.add_argument("--jobs", nargs="+", choices=list(JOBS), default=list(JOBS))
     parser.add_argument("--output", type=Path, help="JSON to write (default benchmarks/results/bench_crepe-*.json)")
+    parser.add_argument("--reconvert", action="store_true", help="convert the .pb again even if the .onnx exists")
     args = parser.parse_args()
     durations = sorted(args.durations)
-    onnx = ensure_onnx(args.models)
+    onnx = ensure_onnx(args.models, args.reconvert)
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     seconds: dict[str, dict[str, float]] = {}
     checks: dict[str, np.ndarray] = {}

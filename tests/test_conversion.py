@@ -50,7 +50,13 @@ def test_metadata_outputs_are_all_kept(model_dir):
         assert meta["mirfeat"]["folded_training_flags"] == ["model/Placeholder_1"]
         assert "onnx" in meta["model_types"]
     musicnn = json.loads((model_dir / "msd-musicnn-1.json").read_text())
-    assert musicnn["mirfeat"]["graph_rewrites"] == {"pool_before_batchnorm": 5, "squeeze_excitation_upsample": 0}
+    # MusiCNN's (k, 1) temporal kernels slide over 96 bands: not along time only, so no conv_1d.
+    assert musicnn["mirfeat"]["graph_rewrites"] == {
+        "pool_before_batchnorm": 5,
+        "affine_as_batchnorm": 0,
+        "squeeze_excitation_upsample": 0,
+        "conv_1d": 0,
+    }
     sharing = musicnn["mirfeat"]["frame_sharing"]
     assert sharing["blocks"] == ["model/max_pooling2d/MaxPool:0", "model/max_pooling2d_1/MaxPool:0"]
     assert sharing["check_max_abs_diff"] < 1e-5
@@ -202,7 +208,12 @@ def test_squeeze_excitation_rewrite_is_exact():
 
     original = _squeeze_excitation_graph()
     rewritten = _squeeze_excitation_graph()
-    assert optimize(rewritten) == {"pool_before_batchnorm": 0, "squeeze_excitation_upsample": 1}
+    assert optimize(rewritten) == {
+        "pool_before_batchnorm": 0,
+        "affine_as_batchnorm": 0,
+        "squeeze_excitation_upsample": 1,
+        "conv_1d": 0,
+    }
     ops = [node.op_type for node in rewritten.graph.node]
     assert "Reshape" not in ops and "Resize" in ops
     x = np.random.default_rng(1).standard_normal((3, 16, 12, 10)).astype(np.float32)

@@ -139,11 +139,23 @@ def test_pitch_needs_a_crepe_model(tmp_path, capsys):
 
 
 def test_conversion_writes_crepe_metadata_and_a_dynamic_batch(crepe_tiny):
+    import onnx
+
     metadata = json.loads(crepe_tiny.with_suffix(".json").read_text())
     assert metadata["inference"] == {"sample_rate": SR, "algorithm": "TensorflowPredictCREPE"}
     assert metadata["schema"]["inputs"] == [{"name": "frames", "type": "float", "shape": [1024]}]
     assert metadata["schema"]["outputs"][0] == {"name": "model/classifier/Sigmoid", "output_purpose": "predictions"}
     assert metadata["mirfeat"]["check_max_abs_diff"]["model/classifier/Sigmoid"] < 1e-5
+    # Every conv block pools before its batch norm; conv1-conv3 (256, 128, 64 steps) run as 1-D Convs.
+    assert metadata["mirfeat"]["graph_rewrites"] == {
+        "pool_before_batchnorm": 6,
+        "affine_as_batchnorm": 0,
+        "squeeze_excitation_upsample": 0,
+        "conv_1d": 3,
+    }
+    convs = [node for node in onnx.load(str(crepe_tiny)).graph.node if node.op_type == "Conv"]
+    kernels = [next(a.ints for a in conv.attribute if a.name == "kernel_shape") for conv in convs]
+    assert kernels == [[512], [64], [64], [64, 1], [64, 1], [64, 1]]
     model = mirfeat.load_model(crepe_tiny)
     assert model.family is CREPE_FAMILY
     assert not isinstance(model.graph.input_shape[0], int)  # dynamic batch

@@ -186,6 +186,23 @@ def test_short_empty_and_silent_input_as_essentia(es, deeptemp):
     assert first[0] == second[0] and np.array_equal(first[2], second[2])
 
 
+def test_conversion_keeps_the_batch_norms_in_onnxruntimes_blocked_layout(deeptemp):
+    """Each of the 12 batch norms after a Relu (frozen as Mul, Add) becomes one BatchNormalization;
+    the conversion's own check against TensorFlow covers the outputs."""
+    import onnx
+
+    metadata = json.loads(deeptemp.with_suffix(".json").read_text())
+    assert metadata["mirfeat"]["graph_rewrites"] == {
+        "pool_before_batchnorm": 0,
+        "affine_as_batchnorm": 12,
+        "squeeze_excitation_upsample": 0,
+        "conv_1d": 0,
+    }
+    assert max(metadata["mirfeat"]["check_max_abs_diff"].values()) < 1e-5
+    ops = [node.op_type for node in onnx.load(str(deeptemp)).graph.node]
+    assert ops.count("BatchNormalization") == 12 and "Mul" not in ops
+
+
 def test_batch_size_does_not_change_the_tempi(deeptemp):
     audio = click_track([(128.0, 60.0)])
     runs = [TempoCNN(graphFilename=str(deeptemp), batchSize=size)(audio) for size in (64, 1, -1)]
