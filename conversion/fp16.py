@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-FP16_SUFFIX = ".fp16.onnx"
+from mirfeat.model import precision_variant
 
 
 def fp16_path(path: Path) -> Path:
-    """NAME.onnx -> NAME.fp16.onnx, beside it (the name `mirfeat.model.precision_file` looks for)."""
-    return path.with_name(f"{path.stem}{FP16_SUFFIX}")
+    """NAME.onnx -> NAME.fp16.onnx, beside it (`mirfeat.model.precision_variant`'s rule)."""
+    return precision_variant(path, "fp16")
 
 
 def convert_graph(source: Path, target: Path) -> Path:
@@ -54,7 +54,7 @@ def convert(path: Path, *, check_seconds: float = 10.0) -> Fp16Report:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
-    if path.name.endswith(FP16_SUFFIX):
+    if path.stem.endswith(".fp16"):
         raise ValueError(f"{path}: already an fp16 variant; convert the fp32 model")
     written = [convert_graph(path, fp16_path(path))]
     metadata_path = path.with_suffix(".json")

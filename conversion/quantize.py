@@ -42,12 +42,13 @@ from onnxruntime.quantization import (
 from mirfeat.audio import load_audio
 from mirfeat.model import Model, int8_path, load_model
 from mirfeat.patches import patch_batches
+from mirfeat.runner import AUDIO_EXTENSIONS
 from mirfeat.runtime import RunOptions
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus", ".aiff", ".aif"}
+AUDIO_SUFFIXES = AUDIO_EXTENSIONS  # what `mirfeat run` reads from a directory
 CALIBRATION_SECONDS = 30.0  # per signal: enough patches per recording, bounded calibration time
 MIN_CONV_TAPS = 256  # see above
 MAX_CALIBRATION_PATCHES = 256  # in all; activation ranges settle long before (min/max over patches)

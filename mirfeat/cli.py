@@ -23,6 +23,7 @@ from mirfeat import __version__
 from mirfeat.errors import AudioError, MirfeatError, display_name, failure_reason, printable
 from mirfeat.families import CREPE_FAMILY, TEMPOCNN_FAMILY
 from mirfeat.model import DEFAULT_MODEL, Model, load_model
+from mirfeat.patches import PATCH_MODES
 from mirfeat.pipeline import FileFailure
 from mirfeat.runtime import AUTO_BATCH, DEFAULT_BATCH, DEVICES, PRECISIONS
 from mirfeat.tempo import AGGREGATIONS, NoTempoError, TempoEstimate
@@ -181,7 +182,7 @@ def plot(args: argparse.Namespace, out: TextIO) -> int:
     from mirfeat.plot import plot_result
 
     try:
-        model = load_model(args.model)
+        model = load_model(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
         result = model(args.file, last_patch_mode=args.last_patch_mode)
         output = args.output or args.file.with_suffix(".png").name
         size = (args.width, args.height)
@@ -192,8 +193,8 @@ def plot(args: argparse.Namespace, out: TextIO) -> int:
             summary = f"{len(result.patch_times)} patches, tempo probabilities"
         else:
             summary = f"{len(result.patch_times)} patches, {len(result.mean())} classes"
-    except (AudioError, OSError, ValueError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (AudioError, OSError, ValueError, RuntimeError, ImportError) as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
     print(f"wrote {output} ({summary})", file=out)
     return 0
@@ -212,7 +213,8 @@ def pitch(args: argparse.Namespace, out: TextIO) -> int:
         )
         return 2
     try:
-        model = load_model(args.model, hop_ms=args.hop_size) if _is_crepe(args.model) else None
+        options = {"device": args.device, "batch_size": args.batch_size, "precision": args.precision}
+        model = load_model(args.model, hop_ms=args.hop_size, **options) if _is_crepe(args.model) else None
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
@@ -368,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     tagger.add_argument("--top", type=positive_int, default=5, help="how many tags (default 5)")
     tagger.add_argument("--json", action="store_true", help="print one JSON object per file, as each is done")
     add_run_options(tagger)
-    tagger.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
+    tagger.add_argument("--last-patch-mode", default="discard", choices=PATCH_MODES)
     tagger.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -392,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     tempo_parser.add_argument(
         "--last-patch-mode",
         default="discard",
-        choices=("discard", "repeat"),
+        choices=PATCH_MODES,
         help="repeat: files shorter than a patch (11.9 s) get one patch of their frames repeated",
     )
     tempo_parser.set_defaults(run=tempo)
@@ -405,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     plotter.add_argument("--width", type=float, default=12.0, help="inches (default 12)")
     plotter.add_argument("--height", type=float, default=8.0, help="inches (default 8)")
     plotter.add_argument("--dpi", type=int, default=100)
-    plotter.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
+    plotter.add_argument("--last-patch-mode", default="discard", choices=PATCH_MODES)
+    add_run_options(plotter)
     plotter.set_defaults(run=plot)
 
     pitcher = commands.add_parser(
@@ -418,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     pitcher.add_argument(
         "--hop-size", type=float, default=10.0, help="milliseconds between frames (default 10, as Essentia's)"
     )
+    add_run_options(pitcher)
     pitcher.set_defaults(run=pitch)
 
     runner = commands.add_parser(
@@ -449,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(runner)
     runner.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="skip files done")
     runner.add_argument("--top", type=positive_int, default=5, help="labels per model in the summary (default 5)")
-    runner.add_argument("--last-patch-mode", default="discard", choices=("discard", "repeat"))
+    runner.add_argument("--last-patch-mode", default="discard", choices=PATCH_MODES)
     runner.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a terminal)"
     )

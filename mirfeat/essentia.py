@@ -251,6 +251,8 @@ class _CREPEWrapper:
         hopSize: float = 10.0,
         batchSize: int | None = None,
         device: str = "cpu",
+        *,
+        precision: str = "fp32",
     ):
         name, family = type(self).__name__, self.family
         if not graphFilename:
@@ -265,7 +267,7 @@ class _CREPEWrapper:
             path,
             metadata=_metadata_for(path, family),
             family=family,
-            options=RunOptions(device=device, batch_size=self.batchSize),
+            options=RunOptions(device=device, batch_size=self.batchSize, precision=precision),
             input_name=input or family.input_name,
             hop_ms=self.hopSize,
         )
@@ -343,6 +345,8 @@ class TempoCNN:
         batchSize: int = 64,
         aggregationMethod: str = "majority",
         device: str = "cpu",
+        *,
+        precision: str = "fp32",
     ):
         if savedModel:
             raise ValueError("TempoCNN: savedModel is not supported; convert the model to ONNX and pass graphFilename")
@@ -355,6 +359,7 @@ class TempoCNN:
             batchSize=batchSize,
             lastPatchMode=lastPatchMode,
             device=device,
+            precision=precision,
         )
 
     def __call__(self, audio: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -88,7 +88,7 @@ class Family:
     layout: see `LAYOUTS`.
     batch_size: Essentia's default batchSize (patches per graph run).
     last_batch_mode: the default of the wrapper's standard-mode `lastBatchMode` (EffNet-Discogs:
-        "same"; see `mirfeat.patches.essentia_last_batch`), None where the wrapper has none.
+        "same"; see `mirfeat.patches.essentia_padding_patches`), None where the wrapper has none.
     input_name, output_name: Essentia's default tensor names.
     embeddings_name: the output Essentia's model pages name for embeddings, where the family has
         one fixed name; conversion keeps it for a graph that comes without its metadata.

@@ -128,7 +128,9 @@ class Model(_LoadedGraph):
         self.patch_size, self.patch_hop_size = self._patching(patch_size, patch_hop_size)
         self._check_input_shape()
         self.frame_sharing = self._load_frame_sharing() if self.options.frame_sharing else None
-        self._batch_size = self.graph.session.fixed_batch or self.options.batch_size_or(0)
+        self._batch_size = self.graph.session.fixed_batch or self.options.batch_size_or(
+            0, default_batch_size(self.family)
+        )
         if not self.graph.session.fixed_batch and self.options.auto_batch:
             self._batch_size = self._tune_batch()
 
@@ -392,7 +394,8 @@ class Head(_LoadedGraph):
         if embeddings.ndim != 2:
             raise ValueError(f"{self.name}: embeddings must be [patches, dims], got shape {embeddings.shape}")
         # batch_size "auto": all rows in one run; a head is a layer or two, its input the embeddings.
-        raw = self.graph.run(embeddings, outputs or self.output_names, self.options.batch_size_or(0))
+        batch = self.options.batch_size_or(0, default_batch_size(self.family))
+        raw = self.graph.run(embeddings, outputs or self.output_names, batch)
         return {name: essentia_rows(value) for name, value in raw.items()}
 
     def result(
@@ -565,9 +568,7 @@ def load_model(
     path = _check_model_file(resolve_model_path(name_or_path))
     metadata = read_metadata_beside(path)
     family = family_for(metadata.algorithm, str(path.with_suffix(".json")))
-    if options is None:
-        batch = default_batch_size(family) if batch_size is None else batch_size
-        options = RunOptions(device=device, batch_size=batch, threads=threads, precision=precision)
+    options = options or RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     if family.takes_audio:
         return Model(path, metadata=metadata, family=family, options=options, hop_ms=hop_ms)
     if hop_ms is not None:

@@ -54,11 +54,6 @@ def patch_starts(n_frames: int, patch_size: int, hop_size: int, mode: str = "dis
     return [p * hop for p in range(n_full)] + [None] * (n_patches - n_full)
 
 
-def patch_start_times(n_patches: int, hop_size: int, frame_hop: int, sample_rate: int) -> np.ndarray:
-    """Start time in seconds of each patch (the centre of its first frame)."""
-    return np.arange(n_patches) * hop_size * frame_hop / sample_rate
-
-
 def _check_mode(mode: str) -> None:
     if mode not in PATCH_MODES:
         raise ValueError(f"lastPatchMode must be one of {PATCH_MODES}, not {mode!r}")

@@ -24,7 +24,7 @@ from mirfeat.audio import AudioInput
 from mirfeat.errors import display_name, failure_reason
 from mirfeat.model import Head, Model, load_model, same_model
 from mirfeat.results import Result
-from mirfeat.runtime import DEFAULT_BATCH, RunOptions
+from mirfeat.runtime import RunOptions
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Pipeline:
         embedding_model: Model | str | os.PathLike | None = None,
         *,
         device: str = "cpu",
-        batch_size: int | str = DEFAULT_BATCH,
+        batch_size: int | str | None = None,
         threads: int | None = None,
         precision: str = "fp32",
         options: RunOptions | None = None,

@@ -52,7 +52,7 @@ from mirfeat.runner import (
     run_rows,
     save_arrays,
 )
-from mirfeat.runtime import DEFAULT_BATCH, RunOptions
+from mirfeat.runtime import DEVICES, RunOptions
 
 FILES_PER_BATCH = 8  # files a model actor takes at a time (their patches share graph batches)
 DECODE_CALLS = 200
@@ -147,7 +147,7 @@ class ModelActor:
     def __init__(
         self,
         models: Sequence[str],
-        batch_size: int | str = DEFAULT_BATCH,
+        batch_size: int | str | None = None,
         device: str = "cpu",
         precision: str = "fp32",
         threads: int | None = None,
@@ -227,7 +227,7 @@ def run_dataset(
     paths_or_dataset,
     models: Sequence[str | os.PathLike],
     *,
-    batch_size: int | str = DEFAULT_BATCH,
+    batch_size: int | str | None = None,
     device: str = "cpu",
     precision: str = "fp32",
     num_gpus: float | None = None,
@@ -253,8 +253,10 @@ def run_dataset(
     import ray
     import ray.data
 
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, not {device!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    if device == "auto":  # the cluster's GPUs, not this driver's onnxruntime, decide
+        device = "cuda" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
     names = [str(m) for m in models]
     # Fail early, here: a missing model or precision variant.
     model, _ = load_models(names, RunOptions(device="cpu", precision=precision))
@@ -306,7 +308,7 @@ def run(
     arrays: bool = True,
     resume: bool = True,
     progress: bool | None = None,
-    batch_size: int | str = DEFAULT_BATCH,
+    batch_size: int | str | None = None,
     device: str = "cpu",
     precision: str = "fp32",
     num_gpus: float | None = None,
@@ -339,6 +341,7 @@ def run(
         "files_per_batch": files_per_batch,
     }
     parameters = {"engine": "ray", "address": address, "format": format, "arrays": arrays, "resume": resume, **options}
+    parameters["batch_size"] = model.batch_size if batch_size is None else batch_size  # None: the family's
     pending = output.start(model, heads, files, parameters)
     given = {str(path): path for path, _ in pending} | {key["path"]: path for path, key in pending if key}
     bar = progress_bar(len(pending), progress)

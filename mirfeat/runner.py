@@ -40,20 +40,16 @@ import numpy as np
 from tqdm import tqdm
 
 from mirfeat.errors import MirfeatError, display_name, failure_reason
-from mirfeat.families import family_for
 from mirfeat.model import (
     Head,
     Model,
-    default_batch_size,
     essentia_rows,
     load_model,
-    read_metadata_beside,
-    resolve_model_path,
 )
 from mirfeat.patches import patch_batches
 from mirfeat.pipeline import FileFailure
 from mirfeat.results import Result
-from mirfeat.runtime import DEFAULT_BATCH, RunOptions
+from mirfeat.runtime import RunOptions
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff", ".wma", ".mp4"}
 # The summary table (jsonl and npz: the journal alone) and the per-patch arrays (parquet: Parquet, else .npz).
@@ -202,8 +198,6 @@ def run(
     "fp32" or "int8" (see `load_model`; heads run in fp32 either way).
     Yields a FileResult or FileFailure per file as each is done (files already done are skipped)."""
     output = OutputDir(out_dir, format=format, arrays=arrays, resume=resume)
-    if batch_size is None:
-        batch_size = _family_batch_size(models)
     options = RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     model, heads = load_models(models, options)
     files = expand_inputs(inputs)
@@ -325,19 +319,6 @@ class _Progress:
 def progress_bar(total: int, progress: bool | None) -> _Progress:
     """A progress bar on stderr (default: when stderr is a terminal)."""
     return _Progress(total, sys.stderr.isatty() if progress is None else progress)
-
-
-def _family_batch_size(models: Sequence[str | os.PathLike]) -> int:
-    """`default_batch_size` of the first audio model named (read from its metadata), else `DEFAULT_BATCH`."""
-    for name in models:
-        try:
-            path = resolve_model_path(name)
-            family = family_for(read_metadata_beside(path).algorithm)
-        except (OSError, MirfeatError):
-            continue  # load_models reports it
-        if family.takes_audio:
-            return default_batch_size(family)
-    return DEFAULT_BATCH
 
 
 def load_models(models: Sequence[str | os.PathLike], options: RunOptions) -> tuple[Model, list[Head]]:

@@ -57,7 +57,8 @@ class RunOptions:
     "auto" (CUDA where onnxruntime has it, else the CPU). batch_size: patches per onnxruntime run
     (<= 0: all at once), or "auto": the size where throughput stops rising, measured once per
     session (`Session.tune_batch`); a graph whose batch dimension is fixed (Essentia's bs64
-    EffNet) always runs at its own size. The default, 16, is as fast as 64 on CPU for MusiCNN
+    EffNet) always runs at its own size. The default (None) is 16, or the family's own batch where
+    smaller (MAEST: 1; `mirfeat.model.default_batch_size`): 16 is as fast as 64 on CPU for MusiCNN
     (123 vs 130 audio-s/s) with half the memory (a graph's activations grow with the batch:
     0.5 GB at 64); raise it, or use "auto", on a GPU. threads: onnxruntime intra-op threads
     (default: all cores). frame_sharing: use the split graph the conversion step wrote, where
@@ -70,7 +71,7 @@ class RunOptions:
     """
 
     device: str = "cpu"
-    batch_size: int | str = DEFAULT_BATCH
+    batch_size: int | str | None = None
     threads: int | None = None
     frame_sharing: bool = True
     precision: str = "fp32"
@@ -81,15 +82,20 @@ class RunOptions:
             raise ValueError(f"device must be one of {DEVICES}, not {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
-        if isinstance(self.batch_size, str) and self.batch_size != AUTO_BATCH:
-            raise ValueError(f"batch_size must be a number of patches or {AUTO_BATCH!r}, not {self.batch_size!r}")
+        valid = self.batch_size is None or self.batch_size == AUTO_BATCH
+        valid = valid or (isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool))
+        if not valid:
+            raise ValueError(f"batch_size must be a number of patches, {AUTO_BATCH!r} or None, not {self.batch_size!r}")
 
     @property
     def auto_batch(self) -> bool:
         return self.batch_size == AUTO_BATCH
 
-    def batch_size_or(self, auto: int) -> int:
-        """batch_size as a number: `auto` where it is "auto"."""
+    def batch_size_or(self, auto: int, default: int = DEFAULT_BATCH) -> int:
+        """batch_size as a number: `auto` where it is "auto", `default` (the model family's, see
+        `mirfeat.model.default_batch_size`) where it is None."""
+        if self.batch_size is None:
+            return default
         return auto if isinstance(self.batch_size, str) else self.batch_size
 
 

@@ -5,7 +5,8 @@ A TempoCNN graph gives, for each patch of 256 frames (11.9 s at 11025 Hz, one ev
 patch is its most probable class (the first one on a tie); the global tempo aggregates the local
 tempi: "majority" (the most frequent local tempo; on a tie, the one that occurs first), "mean" or
 "median" (the mean of the two middle values for an even count), in single precision as Essentia
-computes them. `mirfeat.essentia.TempoCNN` and `Result.tempo()` both use `estimate_tempo`.
+computes them. `Result.tempo()` uses `estimate_tempo`; `mirfeat.essentia.TempoCNN` its two parts,
+`local_tempi` and `aggregate` (it keeps Essentia's 0.0 for majority on no patches).
 """
 
 from __future__ import annotations

@@ -244,6 +244,21 @@ def test_cli_takes_batch_size_auto_and_precision(tmp_path):
     args = build_parser().parse_args(["tag", "x.wav", "--batch-size", "auto", "--precision", "fp16"])
     assert args.batch_size == "auto" and args.precision == "fp16"
     assert build_parser().parse_args(["run", "x", "-m", "m", "-o", "o", "--batch-size", "32"]).batch_size == 32
+    for command in (["pitch", "x.wav", "-m", "m"], ["plot", "x.wav"], ["tempo", "x.wav", "-m", "m"]):
+        args = build_parser().parse_args([*command, "--device", "auto", "--batch-size", "auto", "--precision", "int8"])
+        assert (args.device, args.batch_size, args.precision) == ("auto", "auto", "int8")
+        assert build_parser().parse_args(command).batch_size is None  # the model family's default
+
+
+def test_default_batch_is_the_familys_everywhere():
+    """None (no batch size given) means `default_batch_size(family)` for every way in."""
+    from mirfeat.model import default_batch_size
+
+    model = load_model(MUSICNN)
+    assert model.batch_size == default_batch_size(model.family) == 16
+    assert Model(MUSICNN, options=RunOptions(threads=1)).batch_size == 16  # as Pipeline and the engines build it
+    with pytest.raises(ValueError, match="batch_size"):
+        RunOptions(batch_size="big")
 
 
 # --- fp16 -----------------------------------------------------------------------------------------
