@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mirfeat.framesharing import part_files
 from mirfeat.model import precision_variant
 
 
@@ -59,11 +60,8 @@ def convert(path: Path, *, check_seconds: float = 10.0) -> Fp16Report:
     written = [convert_graph(path, fp16_path(path))]
     metadata_path = path.with_suffix(".json")
     if metadata_path.is_file():
-        spec = (json.loads(metadata_path.read_text()).get("mirfeat") or {}).get("frame_sharing") or {}
-        for key in ("frames_model", "patch_model"):
-            part = path.parent / spec[key] if key in spec else None
-            if part is not None and part.is_file():
-                written.append(convert_graph(part, fp16_path(part)))
+        parts = part_files(path, json.loads(metadata_path.read_text())) or ()
+        written += [convert_graph(part, fp16_path(part)) for part in parts if part.is_file()]
     report = Fp16Report(written)
     if check_seconds > 0 and metadata_path.is_file():
         report.max_abs_diff, report.relative_diff = check(path, check_seconds)

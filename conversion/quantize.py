@@ -40,6 +40,7 @@ from onnxruntime.quantization import (
 )
 
 from mirfeat.audio import load_audio
+from mirfeat.framesharing import part_files
 from mirfeat.model import Model, int8_path, load_model
 from mirfeat.patches import patch_batches
 from mirfeat.runner import AUDIO_EXTENSIONS
@@ -224,10 +225,9 @@ def quantize(
     report = QuantizeReport(patches=feeds.patches, signals=list(signals))
     exclude = exclude or []
     jobs = [(onnx_path, feeds.whole)]
-    sharing_spec = (model.metadata.raw.get("mirfeat") or {}).get("frame_sharing")
-    if model.frame_sharing is not None and sharing_spec:
-        frames, patch = (onnx_path.parent / sharing_spec[k] for k in ("frames_model", "patch_model"))
-        jobs += [(frames, feeds.frames), (patch, feeds.patch)]
+    parts = part_files(onnx_path, model.metadata.raw)
+    if model.frame_sharing is not None and parts:
+        jobs += [(parts[0], feeds.frames), (parts[1], feeds.patch)]
     for source, source_feeds in jobs:
         target = int8_path(source)
         log.info("quantizing %s on %d batches -> %s", source, len(source_feeds), target)

@@ -12,9 +12,21 @@ to float rounding.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from mirfeat.runtime import Session
+
+
+def part_files(model_path: Path, metadata: dict) -> tuple[Path, Path] | None:
+    """The frame-sharing parts the conversion step wrote beside `model_path` (the per-frame graph,
+    the patch graph), as its raw metadata's `mirfeat.frame_sharing` names them; None if none."""
+    spec = (metadata.get("mirfeat") or {}).get("frame_sharing") or {}
+    if "frames_model" not in spec or "patch_model" not in spec:
+        return None
+    return model_path.parent / spec["frames_model"], model_path.parent / spec["patch_model"]
+
 
 _CHUNK_FRAMES = 1024  # frames per run of the per-frame graph: its activations (~50 kB a frame) bound memory
 

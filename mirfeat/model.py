@@ -17,7 +17,7 @@ import numpy as np
 from mirfeat.audio import AudioError, AudioInput, load_audio, stream_audio
 from mirfeat.errors import ModelError
 from mirfeat.families import Family, family_for
-from mirfeat.framesharing import FrameSharing
+from mirfeat.framesharing import FrameSharing, part_files
 from mirfeat.metadata import ModelMetadata
 from mirfeat.patches import PatchBatch, patch_batches
 from mirfeat.results import Result
@@ -164,12 +164,10 @@ class Model(_LoadedGraph):
     def _load_frame_sharing(self) -> FrameSharing | None:
         """The split graph written by the conversion step (see `mirfeat.framesharing`), if any."""
         spec = (self.metadata.raw.get("mirfeat") or {}).get("frame_sharing")
-        if not spec or self.family.band_transform or self.family.patch_transform:
+        parts = part_files(self.path, self.metadata.raw)
+        if not spec or not parts or self.family.band_transform or self.family.patch_transform:
             return None
-        frames, rest = (
-            precision_variant(self.path.parent / spec[key], self.options.precision)
-            for key in ("frames_model", "patch_model")
-        )
+        frames, rest = (precision_variant(part, self.options.precision) for part in parts)
         if not (frames.is_file() and rest.is_file()):
             return None  # no split (or a variant written without its parts): the whole graph runs per patch
         frames_session, rest_session = Session(frames, self.options), Session(rest, self.options)
