@@ -186,12 +186,12 @@ class Family:
         may pick; empty for heads (their width is the embedding model's)."""
         if self.signature is None:
             return []
-        sizes = [self.patch_size] + [size for _, size, _ in self.patch_overrides]
-        shapes = []
-        for size in sizes:
-            dummy = np.zeros((1, size, self.signature.n_bands), np.float32)
-            shapes.append(tuple(self.model_input(dummy).shape[1:]))
-        return shapes
+        return [self.input_shape(size) for size in (self.patch_size, *(s for _, s, _ in self.patch_overrides))]
+
+    def input_shape(self, patch_size: int) -> tuple[int, ...]:
+        """The shape of one graph input (no batch axis) for patches of `patch_size` frames."""
+        dummy = np.zeros((1, patch_size, self._signature.n_bands), np.float32)
+        return tuple(self.model_input(dummy).shape[1:])
 
     def patch_times(self, n_patches: int, patch_hop_size: int | None = None) -> np.ndarray:
         """Start time in seconds of each patch (the centre of its first frame)."""

@@ -137,7 +137,7 @@ class Model(_LoadedGraph):
     def _check_input_shape(self) -> None:
         """The graph's input must take the patches this family feeds (a ModelError at load, not a
         shape error from onnxruntime on the first file)."""
-        fed = self.family.model_input(np.zeros((1, self.patch_size, self.signature.n_bands), np.float32)).shape[1:]
+        fed = self.family.input_shape(self.patch_size)
         graph = list(self.graph.input_shape[1:])
         if len(graph) == len(fed) + 1 and 1 in graph:  # a channel axis the runtime adds
             graph.remove(1)
@@ -157,7 +157,7 @@ class Model(_LoadedGraph):
         if patch_size is None and (size, hop) == (self.family.patch_size, self.family.patch_hop_size):
             graph_shape = tuple(self.graph.input_shape[1:])
             for _, other, other_hop in self.family.patch_overrides:
-                if self.family.model_input(np.zeros((1, other, self.signature.n_bands))).shape[1:] == graph_shape:
+                if self.family.input_shape(other) == graph_shape:
                     return other, other_hop
         return size, hop
 
