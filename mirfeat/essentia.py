@@ -23,8 +23,9 @@ stated in benchmarks/README.md, not held to Essentia's tolerances), or "fp16" (f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
@@ -37,6 +38,8 @@ from mirfeat.patches import essentia_padding_patches, make_patches, patch_count
 from mirfeat.pitch import decode_pitch
 from mirfeat.runtime import RunOptions
 from mirfeat.tempo import NoTempoError, aggregate, check_aggregation, local_tempi
+
+GraphT = TypeVar("GraphT", Model, Head)
 
 LAST_BATCH_MODES = ("discard", "zeros", "same")
 
@@ -62,6 +65,27 @@ def _metadata_for(path: Path, family: Family) -> ModelMetadata:
     if json_path.is_file():
         return ModelMetadata.read(json_path).with_algorithm(family.algorithm)
     return ModelMetadata(path.stem, family.algorithm, sample_rate=16000, classes=[], inputs=[], outputs=[])
+
+
+def _open_graph(
+    graph_class: Callable[..., GraphT],
+    graphFilename: str,
+    family: Family,
+    input: str | None,
+    options: RunOptions,
+    **kwargs,
+) -> GraphT:
+    """A facade class's graph (Model or Head): `graphFilename` resolved (a path or a bundled or
+    registry name), its JSON read with the wrapper's family, `input` or the family's input name."""
+    path = resolve_model_path(graphFilename)
+    return graph_class(
+        path,
+        metadata=_metadata_for(path, family),
+        family=family,
+        options=options,
+        input_name=input or family.input_name,
+        **kwargs,
+    )
 
 
 def _mono(name: str, audio: np.ndarray) -> np.ndarray:
@@ -129,13 +153,12 @@ class _TensorflowPredictAudio:
         self.batchSize = -1 if accumulate else (family.batch_size if batchSize is None else batchSize)
         self.lastPatchMode = lastPatchMode
         self.output = output or family.output_name
-        path = resolve_model_path(graphFilename)
-        self._model = Model(
-            path,
-            metadata=_metadata_for(path, family),
-            family=family,
-            options=RunOptions(device=device, batch_size=self.batchSize, precision=precision),
-            input_name=input or family.input_name,
+        self._model = _open_graph(
+            Model,
+            graphFilename,
+            family,
+            input,
+            RunOptions(device=device, batch_size=self.batchSize, precision=precision),
             patch_size=self.patchSize,
             patch_hop_size=self.patchHopSize,
         )
@@ -215,13 +238,8 @@ class _TensorflowPredictEmbeddings:
         self.lastPatchMode = lastPatchMode
         self.dimensions = dimensions  # as in Essentia's standard mode, the input's width wins
         self.output = output or family.output_name
-        path = resolve_model_path(graphFilename)
-        self._head = Head(
-            path,
-            metadata=_metadata_for(path, family),
-            family=family,
-            options=RunOptions(device=device, batch_size=self.batchSize),
-            input_name=input or family.input_name,
+        self._head = _open_graph(
+            Head, graphFilename, family, input, RunOptions(device=device, batch_size=self.batchSize)
         )
 
     def __call__(self, embeddings: np.ndarray) -> np.ndarray:
@@ -262,13 +280,12 @@ class _CREPEWrapper:
         self.hopSize = float(hopSize)
         self.batchSize = self.default_batch_size if batchSize is None else batchSize
         self.output = output or family.output_name
-        path = resolve_model_path(graphFilename)
-        self._model = Model(
-            path,
-            metadata=_metadata_for(path, family),
-            family=family,
-            options=RunOptions(device=device, batch_size=self.batchSize, precision=precision),
-            input_name=input or family.input_name,
+        self._model = _open_graph(
+            Model,
+            graphFilename,
+            family,
+            input,
+            RunOptions(device=device, batch_size=self.batchSize, precision=precision),
             hop_ms=self.hopSize,
         )
 

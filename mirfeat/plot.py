@@ -23,6 +23,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | os.PathLike, dpi: int):
+    """Lay out, write the PNG, close (figures are not kept open); returns the Figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return fig
+
+
 def _time_extent(patch_times: np.ndarray) -> list[float]:
     step = float(patch_times[1] - patch_times[0]) if len(patch_times) > 1 else 1.0
     end = float(patch_times[-1]) + step if len(patch_times) else 1.0
@@ -65,10 +73,7 @@ def plot_activations(
     ax.set_xlabel("time (s)")
     ax.set_title(title or "activations")
     fig.colorbar(image, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return fig
+    return _save(plt, fig, path, dpi)
 
 
 def plot_embeddings(
@@ -95,10 +100,7 @@ def plot_embeddings(
     ax.set_ylabel("dimension")
     ax.set_title(title or f"embeddings ({embeddings.shape[1]} dimensions)")
     fig.colorbar(image, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return fig
+    return _save(plt, fig, path, dpi)
 
 
 def plot_pitch(
@@ -129,10 +131,7 @@ def plot_pitch(
     conf_ax.set_ylim(0.0, 1.0)
     conf_ax.set_ylabel("confidence")
     conf_ax.set_xlabel("time (s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return fig
+    return _save(plt, fig, path, dpi)
 
 
 def plot_tempo(
@@ -164,10 +163,7 @@ def plot_tempo(
     ax.set_ylabel("tempo (BPM)")
     ax.set_title(f"{title + ': ' if title else ''}{estimate.bpm:g} BPM ({estimate.aggregation})")
     fig.colorbar(image, ax=ax, fraction=0.03, label="probability")
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return fig
+    return _save(plt, fig, path, dpi)
 
 
 def plot_result(result: Result, path: str | os.PathLike, *, top: int | None = None, title: str = "", **kwargs):
