@@ -101,8 +101,8 @@ class RunOptions:
 
 _CUDA = "CUDAExecutionProvider"
 _NO_CUDA = (
-    "device='cuda' needs onnxruntime-gpu in place of onnxruntime, with CUDA 12 and cuDNN 9: "
-    "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
+    "device='cuda' needs onnxruntime-gpu in place of onnxruntime, with the CUDA and cuDNN its release "
+    "was built for: pip uninstall -y onnxruntime && pip install 'onnxruntime-gpu[cuda,cudnn]'"
 )
 
 

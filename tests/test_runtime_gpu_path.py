@@ -102,7 +102,7 @@ def test_cuda_without_the_provider_is_a_clear_error():
 @no_cuda
 def test_cli_cuda_without_the_provider(tmp_path, capsys):
     assert main(["tag", str(tmp_path / "x.wav"), "--device", "cuda"]) == 2
-    assert "pip install onnxruntime-gpu" in capsys.readouterr().err
+    assert "pip install 'onnxruntime-gpu[cuda,cudnn]'" in capsys.readouterr().err
 
 
 @no_cuda
