@@ -87,7 +87,8 @@ def timed_ray_run(inputs: list[Path], model: str, out: Path) -> float:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
     cpus = os.cpu_count() or 1
-    for item in ray_engine.run(inputs, [model], out, arrays=False, progress=False, concurrency=max(1, cpus - 1)):
+    settings = ray_engine.RaySettings(concurrency=max(1, cpus - 1))
+    for item in ray_engine.run(inputs, [model], out, settings, arrays=False, progress=False):
         if isinstance(item, mirfeat.FileFailure):
             raise RuntimeError(item.error)
     return time.perf_counter() - start
