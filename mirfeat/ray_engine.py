@@ -4,9 +4,10 @@
     ds = mirfeat.ray_engine.run_dataset(paths, ["msd-musicnn-1"], settings)  # a ray.data.Dataset of result rows
     ds.write_parquet("out/ray-parquet")                                      # Ray's Parquet writer
 
-Decoding and the frontend run in Ray tasks (`Dataset.map`, one row per file): each file becomes its
-bands ([frames, bands] float32, sent as bytes), which are smaller than its patches (they overlap) and
-than the per-frame features of frame sharing. The model runs in an actor pool (`map_batches` with a
+Decoding and the frontend run in a pool of decode actors (`Dataset.map` with a callable class, one
+row per file; each actor loads the audio model once): each file becomes its bands ([frames, bands]
+float32, sent as bytes), which are smaller than its patches (they overlap) and than the per-frame
+features of frame sharing. The model runs in an actor pool (`map_batches` with a
 callable class: one onnxruntime session per actor, `num_gpus` per actor on CUDA) that cuts the
 patches, runs the patches of all the files in a batch together (cross-file batching, as the local
 engine does), then the heads, writes each file's per-patch arrays when asked (npz or Parquet, as
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -58,7 +58,6 @@ from mirfeat.runner import (
 from mirfeat.runtime import DEVICES, RunOptions
 
 FILES_PER_BATCH = 8  # files a model actor takes at a time (their patches share graph batches)
-DECODE_CALLS = 200
 BASE_COLUMNS = ("path", "size", "mtime_ns", "duration", "patches")
 
 
@@ -101,53 +100,48 @@ def driver_models(models: Sequence[str | os.PathLike], settings: RaySettings) ->
     return load_models([str(m) for m in models], RunOptions(device="cpu", precision=settings.precision))
 
 
-# Per worker process: the audio model the decode tasks read the signature from (a worker runs
-# many tasks; loading a model once per process, not once per file).
-_FRONTENDS: dict[str, Model] = {}
+class FileDecoder:
+    """A decode actor (`Dataset.map` with this class): loads the audio model once (its frontend and
+    decoding settings; an actor decodes many files), then turns each `{"path": ...}` row into a row
+    with the file's key, its length in samples, its bands as float32 bytes ([n_frames, n_bands]) and
+    `error` (None, or the reason)."""
 
+    def __init__(self, model_path: str):
+        self.model = load_models([model_path], RunOptions(device="cpu", threads=1))[0]
 
-def _frontend(model_path: str) -> Model:
-    if model_path not in _FRONTENDS:
-        loaded = load_models([model_path], RunOptions(device="cpu", threads=1))[0]
-        _FRONTENDS[model_path] = loaded
-    return _FRONTENDS[model_path]
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        path = Path(row["path"])
+        out: dict[str, Any] = {
+            "path": str(path),
+            "size": None,
+            "mtime_ns": None,
+            "samples": 0,
+            "n_frames": 0,
+            "n_bands": 0,
+            "bands": b"",
+            "error": None,
+        }
+        with contextlib.suppress(OSError):  # a file that cannot be read: the decoder below says why
+            out.update(file_key(path))
+        try:
+            model = self.model
+            samples = 0
 
+            def counted() -> Iterator[np.ndarray]:
+                nonlocal samples
+                for block in model.audio_blocks(path):
+                    samples += len(block)
+                    yield block
 
-def prepare_file(row: dict[str, Any], *, model_path: str) -> dict[str, Any]:
-    """Decode a file and compute its bands (a Ray task): a row with the file's key, its length in
-    samples, its bands as float32 bytes ([n_frames, n_bands]) and `error` (None, or the reason)."""
-    path = Path(row["path"])
-    out: dict[str, Any] = {
-        "path": str(path),
-        "size": None,
-        "mtime_ns": None,
-        "samples": 0,
-        "n_frames": 0,
-        "n_bands": 0,
-        "bands": b"",
-        "error": None,
-    }
-    with contextlib.suppress(OSError):  # a file that cannot be read: the decoder below says why
-        out.update(file_key(path))
-    try:
-        model = _frontend(model_path)
-        samples = 0
-
-        def counted() -> Iterator[np.ndarray]:
-            nonlocal samples
-            for block in model.audio_blocks(path):
-                samples += len(block)
-                yield block
-
-        chunks = [np.asarray(c, dtype=np.float32) for c in model.family.stream_bands(counted())]
-        if samples == 0:
-            raise MirfeatError(f"{path}: no audio samples (empty input)")
-        chunks = [c for c in chunks if len(c)]
-        bands = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
-        out.update(samples=samples, n_frames=bands.shape[0], n_bands=bands.shape[1], bands=bands.tobytes())
-    except Exception as exc:  # this file's failure, as a row
-        out["error"] = failure_reason(path, exc)
-    return out
+            chunks = [np.asarray(c, dtype=np.float32) for c in model.family.stream_bands(counted())]
+            if samples == 0:
+                raise MirfeatError(f"{path}: no audio samples (empty input)")
+            chunks = [c for c in chunks if len(c)]
+            bands = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+            out.update(samples=samples, n_frames=bands.shape[0], n_bands=bands.shape[1], bands=bands.tobytes())
+        except Exception as exc:  # this file's failure, as a row
+            out["error"] = failure_reason(path, exc)
+        return out
 
 
 def summary_schema(model: Model, heads: list[Head], journal: bool = False):
@@ -184,7 +178,7 @@ class _Item:
 
 class ModelActor:
     """A model actor (`map_batches` with this class): loads the models once, then turns batches of
-    `prepare_file` rows into result rows (a pyarrow Table with `summary_schema`). arrays_dir: where
+    `FileDecoder` rows into result rows (a pyarrow Table with `summary_schema`). arrays_dir: where
     each file's per-patch arrays go (`runner.save_arrays`, in `arrays_format`: npz or parquet)."""
 
     def __init__(
@@ -299,15 +293,20 @@ def _result_rows(
         ds = paths_or_dataset.select_columns(["path"])
     else:
         ds = ray.data.from_items([{"path": str(p)} for p in paths_or_dataset])
+    cpus = int(ray.cluster_resources().get("CPU", 1))
     concurrency = settings.concurrency
     if settings.device == "cpu" and isinstance(concurrency, int):
-        # Each CPU actor holds a CPU: leave at least one to the decode tasks, or nothing is decoded.
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        # Each CPU actor holds a CPU: leave at least one to the decode actors, or nothing is decoded.
         concurrency = max(1, min(concurrency, cpus - 1))
-    # Remote args unlike the actors' (max_calls) keep Ray from fusing this map into them: decoding
-    # fans out over the cluster's CPUs as tasks, the model actors stay as few as `concurrency`.
-    # A worker process also starts afresh (and reloads the frontend model) every DECODE_CALLS files.
-    prepared = ds.map(functools.partial(prepare_file, model_path=str(model.path)), max_calls=DECODE_CALLS)
+    # Decoding fans out over the CPUs the model actors leave (Ray grows the pool while files wait,
+    # within the free CPUs); the model actors stay as few as `concurrency`.
+    decoders = ray.data.ActorPoolStrategy(min_size=1, max_size=cpus)
+    # (Dataset.map's annotation names functions only; it takes a callable class as map_batches does.)
+    prepared = ds.map(
+        FileDecoder,  # type: ignore[arg-type]
+        fn_constructor_kwargs={"model_path": str(model.path)},
+        compute=decoders,
+    )
     pool = (
         ray.data.ActorPoolStrategy(size=concurrency)
         if isinstance(concurrency, int)
