@@ -31,10 +31,10 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import audio_rate, best_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MIRFEAT_SHARED", ROOT.parent / "shared"))
@@ -104,16 +104,12 @@ def run_job(job: str, audio_path: Path, durations: list[int], repeats: int, onnx
             return model.graph.run(frames, [name], 64)[name]
     else:
         raise ValueError(job)
-    work(tiles[durations[0]][:SAMPLE_RATE])  # warm-up
+    work(tiles[durations[0]][:SAMPLE_RATE])  # warm-up, on one second
     seconds, outputs = {}, {}
     for d in durations:
-        best = np.inf
-        for _ in range(repeats):
-            start = time.perf_counter()
-            out = work(tiles[d])
-            best = min(best, time.perf_counter() - start)
-        seconds[d] = best
-        outputs[d] = np.asarray(out)
+        timing = best_of(lambda x=tiles[d]: work(x), repeats, warmup=False)
+        seconds[d] = timing.best
+        outputs[d] = np.asarray(timing.value)
     return {"seconds": seconds, "check": outputs[durations[0]]}
 
 
@@ -186,11 +182,12 @@ def main() -> int:
         for job in args.jobs:
             s = seconds[job][key]
             ratio = base / s if base else None
+            rate = audio_rate(d, s)
             rows.append(
-                {"job": job, "runs": JOBS[job], "duration_s": d, "seconds": s, "audio_s_per_s": d / s, "ratio": ratio}
+                {"job": job, "runs": JOBS[job], "duration_s": d, "seconds": s, "audio_s_per_s": rate, "ratio": ratio}
             )
             ratio_text = f"{ratio:.2f}x" if ratio else "-"
-            print(f"{job:22} {s:10.3f} {d / s:10.1f} {ratio_text:>12}   ({d} s)")
+            print(f"{job:22} {s:10.3f} {rate:10.1f} {ratio_text:>12}   ({d} s)")
     print("max |activations - Essentia's| on the shortest duration:", agreement)
     report = {
         "benchmark": "bench_crepe",

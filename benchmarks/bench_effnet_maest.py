@@ -39,14 +39,13 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import Timing, audio_rate, best_of, interleaved, wall_time
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MIRFEAT_SHARED", ROOT.parent / "shared"))
@@ -90,14 +89,9 @@ def tiled(audio: np.ndarray, seconds: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(audio, reps)[: seconds * SAMPLE_RATE], dtype=np.float32)
 
 
-def timed(fn, repeats: int) -> dict:
-    fn()  # warm-up: sessions, caches, thread pools
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"best": min(times), "median": statistics.median(times), "all": times}
+def timing_row(timing: Timing) -> dict:
+    """A stage's times as the JSON results keep them."""
+    return {"best": timing.best, "median": timing.median, "all": list(timing.times)}
 
 
 def peak_rss_mb() -> float:
@@ -185,7 +179,7 @@ def worker_run(job: str, models: Path, audio_path: Path, durations: list[int], r
         first = next(iter(stages))
         if seconds == min(durations):
             np.save(check_dir / f"{job}.npy", np.asarray(stages[first](signal), dtype=np.float32))
-        row = {stage: timed(lambda fn=fn, x=signal: fn(x), repeats) for stage, fn in stages.items()}
+        row = {stage: timing_row(best_of(lambda fn=fn, x=signal: fn(x), repeats)) for stage, fn in stages.items()}
         row["peak_rss_mb"] = peak_rss_mb()
         row["load_before"] = load_before
         row["load_after"] = os.getloadavg()[0]
@@ -228,7 +222,7 @@ def machine() -> str:
 
 
 def rate(seconds: int, t: float | None) -> str:
-    return f"{seconds / t:.1f}" if t else "-"
+    return f"{audio_rate(seconds, t):.1f}" if t else "-"
 
 
 # Table rows: (model, what, Essentia, mirfeat). A side is a job (its "end to end" stage), a
@@ -339,8 +333,7 @@ def merge(old: dict | None, new: dict) -> dict:
         kept = old["durations"][seconds]
         for stage, value in row.items():
             if isinstance(value, dict):
-                times = kept[stage]["all"] + value["all"]
-                kept[stage] = {"best": min(times), "median": statistics.median(times), "all": times}
+                kept[stage] = timing_row(Timing(tuple(kept[stage]["all"] + value["all"])))
         kept["peak_rss_mb"] = max(kept["peak_rss_mb"], row["peak_rss_mb"])
         kept["load_before"] = max(kept["load_before"], row["load_before"])
     return old
@@ -475,20 +468,17 @@ def explore(models: Path, family: str, repeats: int) -> None:
         profile(base, 1, "batch 1")
         a = np.random.default_rng(0).standard_normal((560, 3072), np.float32)
         b = np.random.default_rng(1).standard_normal((3072, 768), np.float32)
-        gemm = timed(lambda: [a @ b for _ in range(10)], repeats)["best"] / 10
+        gemm = best_of(lambda: [a @ b for _ in range(10)], repeats).best / 10
         print(f"  numpy matmul 560x3072 @ 3072x768 (MAEST's fc2): {560 * 3072 * 768 / gemm / 1e9:.0f} GMAC/s")
 
-    times = collections.defaultdict(list)
-    for _ in range(repeats):  # rounds over all variants, so that a busy moment hits them alike
-        for label, (sess, batch) in variants.items():
-            run = runner(sess, batch)
-            run()
-            start = time.perf_counter()
-            run()
-            times[label].append(time.perf_counter() - start)
+    # Rounds over all variants, so that a busy moment hits them alike; each warmed up right before
+    # it is timed (the other variants' sessions have run since).
+    runs = {label: runner(sess, batch) for label, (sess, batch) in variants.items()}
+    times = interleaved(runs, repeats, warmup=False, rewarm=True)
     print(f"\n  {family}: inference only, {len(patches)} patches ({seconds} s of audio), best / median of {repeats}")
     for label, t in times.items():
-        print(f"  {label:<62} {min(t):7.3f} s {statistics.median(t):7.3f} s  {seconds / min(t):7.1f} audio-s/s")
+        rate = audio_rate(seconds, t.best)
+        print(f"  {label:<62} {t.best:7.3f} s {t.median:7.3f} s  {rate:7.1f} audio-s/s")
     print(f"  load average now {os.getloadavg()[0]:.2f}")
 
 
@@ -543,13 +533,13 @@ def main() -> None:
     for _ in range(args.rounds):
         for job in jobs:
             print(f"  {job}: {JOBS[job][1]} ...", end=" ", flush=True)
-            start = time.perf_counter()
             command = [__file__, "--worker", job, "--models", str(models), "--audio", str(audio)]
             command += ["--check-dir", tmp.name, "--repeats", str(args.repeats), "--durations", *durations]
-            result = json.loads(run_python(command, job).strip().splitlines()[-1])
+            elapsed, stdout = wall_time(lambda command=command, job=job: run_python(command, job))
+            result = json.loads(stdout.strip().splitlines()[-1])
             results[job] = merge(results.get(job), result)
             loads = [row["load_before"] for row in result["durations"].values()]
-            print(f"{time.perf_counter() - start:.0f} s (load {max(loads):.2f})", flush=True)
+            print(f"{elapsed:.0f} s (load {max(loads):.2f})", flush=True)
 
     versions = {j.split("-")[0]: r["version"] for j, r in results.items()}
     header = (

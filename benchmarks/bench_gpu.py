@@ -36,21 +36,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from timing import audio_rate, best_of, wall_time
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RESULTS_MODELS = ROOT / "benchmarks" / "results" / "models"
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: sessions, CUDA kernels and conv algorithm choice, allocator pools
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def synthetic(seconds: float, sample_rate: int, seed: int) -> np.ndarray:
@@ -119,9 +110,7 @@ def bench_model(name: str, path: Path, config: str, args: argparse.Namespace) ->
     if precision == "fp16":
         path = with_fp16_variant(path, Path(args.work))
     options = RunOptions(device=args.device, batch_size=batch if batch == "auto" else int(batch), precision=precision)
-    started = time.perf_counter()
-    model = mirfeat.load_model(path, options=options)
-    load_s = time.perf_counter() - started
+    load_s, model = wall_time(lambda: mirfeat.load_model(path, options=options))
     arrays = arrays_for(model, args)
     audio_s = sum(len(a) for a in arrays) / model.sample_rate
     graph_names = [model.graph.graph_name(n) for n in model.output_names]
@@ -138,18 +127,18 @@ def bench_model(name: str, path: Path, config: str, args: argparse.Namespace) ->
         "audio_s": audio_s,
         "patches": int(len(next(iter(rows.values())))),
     }
-    rate = lambda seconds: round(audio_s / seconds, 1)  # noqa: E731
-    row["graph"] = rate(best_time(lambda: model.run_feeds(rows, graph_names), args.repeats))
-    row["serial"] = rate(best_time(lambda: [model(a) for a in arrays], args.repeats))
+    rate = lambda seconds: round(audio_rate(audio_s, seconds), 1)  # noqa: E731
+    row["graph"] = rate(best_of(lambda: model.run_feeds(rows, graph_names), args.repeats).best)
+    row["serial"] = rate(best_of(lambda: [model(a) for a in arrays], args.repeats).best)
     with tempfile.TemporaryDirectory() as tmp:
         wavs = [write_wav(Path(tmp) / f"a{i}.wav", a, model.sample_rate) for i, a in enumerate(arrays)]
 
         # The runner's own loop (mirfeat.runner), with the model loaded once: workers decode and
         # prepare files while batches fill across them; no output files are written.
-        row["run"] = rate(best_time(lambda: list(_process(model, wavs, args.jobs, "discard")), args.repeats))
-    one = best_time(lambda: [frontend_feeds(model, a) for a in arrays], args.repeats)
+        row["run"] = rate(best_of(lambda: list(_process(model, wavs, args.jobs, "discard")), args.repeats).best)
+    one = best_of(lambda: [frontend_feeds(model, a) for a in arrays], args.repeats).best
     cpu_before, wall_before = time.process_time(), time.perf_counter()
-    many = best_time(lambda: in_threads(lambda a: frontend_feeds(model, a), arrays, args.jobs), args.repeats)
+    many = best_of(lambda: in_threads(lambda a: frontend_feeds(model, a), arrays, args.jobs), args.repeats).best
     cpu_per_wall = (time.process_time() - cpu_before) / (time.perf_counter() - wall_before)
     row["frontend_1_thread"] = rate(one)
     row[f"frontend_{args.jobs}_threads"] = rate(many)

@@ -32,10 +32,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from timing import audio_rate, interleaved
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -144,18 +145,12 @@ def speed(models: dict[str, Model], seconds: int, repeats: int) -> dict:
     fp32 = models["fp32"]
     loop = fp32.load(AUDIO_DIR / "techno_loop.mp3")
     signal = np.tile(loop, int(np.ceil(seconds * fp32.sample_rate / len(loop))))[: seconds * fp32.sample_rate]
-    times: dict[str, list[float]] = collections.defaultdict(list)
-    for model in models.values():
-        model(signal)  # warm up: first-run allocations
-    for _ in range(repeats):
-        for label, model in models.items():
-            start = time.perf_counter()
-            model(signal)
-            times[label].append(time.perf_counter() - start)
-    best = {label: min(t) for label, t in times.items()}
+    # A warm-up run of each first: first-run allocations.
+    timings = interleaved({label: partial(model, signal) for label, model in models.items()}, repeats)
+    best = {label: timing.best for label, timing in timings.items()}
     result: dict = {"seconds": seconds, "load_average": os.getloadavg()[0]}
     for label, t in best.items():
-        result[f"{label}_audio_s_per_s"] = seconds / t
+        result[f"{label}_audio_s_per_s"] = audio_rate(seconds, t)
     result["speedup"] = best["fp32"] / best["int8"]
     return result
 

@@ -15,10 +15,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import audio_rate, wall_time
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MIRFEAT_SHARED", ROOT.parent / "shared"))
@@ -58,9 +58,8 @@ def write_long_wav(path: Path, minutes: float) -> None:
 
 def peak_memory(path: Path) -> tuple[float, float]:
     """(peak RSS in MB, seconds) of `mirfeat tag path` in a fresh process."""
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
-    seconds = time.perf_counter() - start
+    command = [sys.executable, "-c", CHILD, str(path)]
+    seconds, proc = wall_time(lambda: subprocess.run(command, capture_output=True, text=True, check=True))
     kb = int(next(line for line in proc.stderr.splitlines() if line.startswith("PEAK")).split()[1])
     return kb / 1024, seconds
 
@@ -79,7 +78,7 @@ def main() -> None:
             write_long_wav(path, minutes)
         mb, seconds = peak_memory(path)
         size = path.stat().st_size / 2**20
-        rate = minutes * 60 / seconds
+        rate = audio_rate(minutes * 60, seconds)
         print(f"| {minutes:g} min, 44.1 kHz stereo | {size:.0f} MB | {mb:.0f} MB | {seconds:.0f} s | {rate:.0f} |")
 
 

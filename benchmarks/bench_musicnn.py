@@ -19,24 +19,14 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+from timing import audio_rate, best_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MIRFEAT_SHARED", ROOT.parent / "shared"))
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: sessions, caches, thread pools
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def test_audio(es, seconds: int) -> np.ndarray:
@@ -105,14 +95,14 @@ def main() -> None:
         }
         for stage, run in mirfeat_runs.items():
             reference = essentia_runs.get(stage)
-            t_essentia = best_time(partial(reference, audio), args.repeats) if reference else None
-            rows.append((seconds, stage, t_essentia, best_time(partial(run, audio), args.repeats)))
+            t_essentia = best_of(partial(reference, audio), args.repeats).best if reference else None
+            rows.append((seconds, stage, t_essentia, best_of(partial(run, audio), args.repeats).best))
 
     print(f"\n{'audio':>6} {'stage':<36} {'Essentia s/s':>13} {'mirfeat s/s':>12} {'ratio':>7}")
     for seconds, stage, t_e, t_m in rows:
-        ess = f"{seconds / t_e:13.1f}" if t_e else f"{'-':>13}"
+        ess = f"{audio_rate(seconds, t_e):13.1f}" if t_e else f"{'-':>13}"
         ratio = f"{t_e / t_m:6.2f}x" if t_e else f"{'-':>7}"
-        print(f"{seconds:>5}s {stage:<36} {ess} {seconds / t_m:12.1f} {ratio}")
+        print(f"{seconds:>5}s {stage:<36} {ess} {audio_rate(seconds, t_m):12.1f} {ratio}")
     print(
         "\n(audio-seconds processed per second of wall time, best of "
         f"{args.repeats}; ratio = Essentia time / mirfeat time)"

@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import soundfile
+from timing import audio_rate, best_of, wall_time
 
 import mirfeat
 
@@ -67,30 +66,22 @@ def write_library(folder: Path, clips: int, seed: int = 0) -> tuple[list[Path], 
     return paths, long_file, total
 
 
-def best_of(repeat: int, run_once) -> float:
-    return min(run_once() for _ in range(repeat))
-
-
-def timed_run(inputs: list[Path], model: str, out: Path, jobs: int) -> float:
-    shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
-    for item in mirfeat.run(inputs, [model], out, jobs=jobs, arrays=False, progress=False):
+def local_run(inputs: list[Path], model: str, out: Path, jobs: int) -> None:
+    """The local engine over `inputs`, afresh (resume=False: out's journal is cleared first)."""
+    for item in mirfeat.run(inputs, [model], out, jobs=jobs, arrays=False, resume=False, progress=False):
         if not isinstance(item, mirfeat.FileResult):
             raise RuntimeError(item.error)
-    return time.perf_counter() - start
 
 
-def timed_ray_run(inputs: list[Path], model: str, out: Path) -> float:
-    """Seconds for the Ray engine over `inputs` (Ray already started)."""
+def ray_run(inputs: list[Path], model: str, out: Path) -> None:
+    """The Ray engine over `inputs`, afresh (Ray already started)."""
     from mirfeat import ray_engine
 
-    shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
     cpus = os.cpu_count() or 1
-    for item in ray_engine.run(inputs, [model], out, arrays=False, progress=False, concurrency=max(1, cpus - 1)):
+    settings = ray_engine.RaySettings(concurrency=max(1, cpus - 1))
+    for item in ray_engine.run(inputs, [model], out, settings, arrays=False, resume=False, progress=False):
         if isinstance(item, mirfeat.FileFailure):
             raise RuntimeError(item.error)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -111,26 +102,26 @@ def main() -> None:
     print("| input | engine | jobs | seconds | audio-s/s | clips / long file | jobs 2 / jobs 1 |")
     print("|---|---|---|---|---|---|---|")
     times: dict[tuple[str, int], float] = {}
-    for jobs in (1, 2):
-        times["long", jobs] = best_of(args.repeat, partial(timed_run, [long_file], args.model, workdir / "out", jobs))
-        times["clips", jobs] = best_of(args.repeat, partial(timed_run, clips, args.model, workdir / "out", jobs))
+    for jobs in (1, 2):  # no warm-up: each run loads the model, as `mirfeat run` does
+        for kind, inputs in (("long", [long_file]), ("clips", clips)):
+            run = partial(local_run, inputs, args.model, workdir / "out", jobs)
+            times[kind, jobs] = best_of(run, args.repeat, warmup=False).best
     for jobs in (1, 2):
         for kind, label in (("long", "one long file"), ("clips", f"{args.clips} clips of 5-30 s")):
             seconds = times[kind, jobs]
             ratio = times["long", jobs] / seconds
             speedup = f"{times[kind, 1] / seconds:.2f}" if jobs == 2 else "-"
-            print(f"| {label} | local | {jobs} | {seconds:.1f} | {total / seconds:.0f} | {ratio:.2f} | {speedup} |")
+            rate = audio_rate(total, seconds)
+            print(f"| {label} | local | {jobs} | {seconds:.1f} | {rate:.0f} | {ratio:.2f} | {speedup} |")
     if args.ray:
         import ray
 
-        start = time.perf_counter()
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-        startup = time.perf_counter() - start
-        ray_time = best_of(args.repeat, partial(timed_ray_run, clips, args.model, workdir / "out-ray"))
+        startup, _ = wall_time(lambda: ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False))
+        ray_time = best_of(partial(ray_run, clips, args.model, workdir / "out-ray"), args.repeat, warmup=False).best
         ray.shutdown()
         print(
             f"| {args.clips} clips of 5-30 s | Ray (local cluster, {max(1, (os.cpu_count() or 1) - 1)} actor(s)) | - | "
-            f"{ray_time:.1f} | {total / ray_time:.0f} | - | - |"
+            f"{ray_time:.1f} | {audio_rate(total, ray_time):.0f} | - | - |"
         )
         print(
             f"\nRay engine / local engine (jobs 2) on the clips: {times['clips', 2] / ray_time:.2f}x the throughput; "

@@ -26,10 +26,10 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import audio_rate, best_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MIRFEAT_SHARED", ROOT.parent / "shared"))
@@ -39,16 +39,6 @@ DEFAULT_JSON = ROOT / "benchmarks" / "results" / "bench_tempo.json"
 AUDIO_FILE = SHARED / "audio" / "techno_loop.mp3"
 SAMPLE_RATE = 11025
 JOBS = ("essentia", "mirfeat-facade", "mirfeat-model")
-
-
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    value = fn()  # warm-up: sessions, caches, thread pools
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), value
 
 
 def run_job(job: str, audio_dir: Path, durations: list[int], repeats: int, onnx: Path) -> dict:
@@ -84,8 +74,8 @@ def run_job(job: str, audio_dir: Path, durations: list[int], repeats: int, onnx:
     result: dict = {"version": version, "durations": {}}
     for seconds in durations:
         audio = np.load(audio_dir / f"{seconds}.npy")
-        elapsed, bpm = best_time(lambda audio=audio: tempo(audio), repeats)
-        result["durations"][str(seconds)] = {"seconds": elapsed, "bpm": bpm}
+        timing = best_of(lambda audio=audio: tempo(audio), repeats)
+        result["durations"][str(seconds)] = {"seconds": timing.best, "bpm": timing.value}
     return result
 
 
@@ -148,8 +138,8 @@ def main() -> None:
             row = {
                 "audio_seconds": seconds,
                 "run": job,
-                "essentia_audio_s_per_s": seconds / reference["seconds"],
-                "mirfeat_audio_s_per_s": seconds / mine["seconds"],
+                "essentia_audio_s_per_s": audio_rate(seconds, reference["seconds"]),
+                "mirfeat_audio_s_per_s": audio_rate(seconds, mine["seconds"]),
                 "ratio": reference["seconds"] / mine["seconds"],
                 "same_bpm": mine["bpm"] == reference["bpm"],
             }

@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_musicnn import best_time, test_audio  # noqa: E402
+from bench_musicnn import test_audio  # noqa: E402
+from timing import audio_rate, best_of  # noqa: E402
 
 
 def build_models(out: Path, heads: int) -> Path:
@@ -95,14 +96,15 @@ def main() -> None:
                 (
                     seconds,
                     stage,
-                    best_time(partial(reference, audio), args.repeats),
-                    best_time(partial(ours, audio), args.repeats),
+                    best_of(partial(reference, audio), args.repeats).best,
+                    best_of(partial(ours, audio), args.repeats).best,
                 )
             )
 
     print(f"\n{'audio':>6} {'stage':<28} {'Essentia s/s':>13} {'mirfeat s/s':>12} {'ratio':>7}")
     for seconds, stage, t_e, t_m in rows:
-        print(f"{seconds:>5}s {stage:<28} {seconds / t_e:13.1f} {seconds / t_m:12.1f} {t_e / t_m:6.2f}x")
+        e_rate, m_rate = audio_rate(seconds, t_e), audio_rate(seconds, t_m)
+        print(f"{seconds:>5}s {stage:<28} {e_rate:13.1f} {m_rate:12.1f} {t_e / t_m:6.2f}x")
     print(f"\n(audio-seconds per second of wall time, best of {args.repeats}; ratio = Essentia time / mirfeat time)")
 
 

@@ -44,6 +44,9 @@ pair stays in the blocked layout (TempoCNN 1.45x faster, outputs bitwise equal h
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -102,6 +105,31 @@ class _Graph:
         self.constants[name] = value
 
 
+Rewrite = Callable[[onnx.ModelProto], int]
+
+
+def _tidied(*, appends_nodes: bool) -> Callable[[Rewrite], Rewrite]:
+    """A rewrite (changes a model in place, returns how many places it rewrote), made to leave a
+    valid graph behind on its own: where it rewrote any, initializers no node reads any more are
+    dropped, and with `appends_nodes` (its new nodes went to the end of the node list) the nodes are
+    put back in topological order first."""
+
+    def wrap(rewrite: Rewrite) -> Rewrite:
+        @functools.wraps(rewrite)
+        def tidied(model: onnx.ModelProto) -> int:
+            rewritten = rewrite(model)
+            if rewritten:
+                if appends_nodes:
+                    _sort_topologically(model.graph)
+                _drop_unused_initializers(model.graph)
+            return rewritten
+
+        return tidied
+
+    return wrap
+
+
+@_tidied(appends_nodes=True)
 def pool_before_batchnorm(model: onnx.ModelProto) -> int:
     """Rewrite Conv -> Relu -> BatchNormalization -> MaxPool as described above; in place.
 
@@ -157,10 +185,6 @@ def pool_before_batchnorm(model: onnx.ModelProto) -> int:
         norm.output[0] = pooled_out
         model.graph.node.extend([crop, flip])
         rewritten += 1
-
-    if rewritten:
-        _sort_topologically(model.graph)
-        _drop_unused_initializers(model.graph)
     return rewritten
 
 
@@ -197,6 +221,7 @@ def _static_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     }
 
 
+@_tidied(appends_nodes=True)
 def conv_1d(model: onnx.ModelProto) -> int:
     """Rewrite 2-D Convs along time only ((k, 1) kernels on a width of 1) as 1-D Convs, as
     described above; in place. Returns how many Convs were rewritten."""
@@ -241,12 +266,10 @@ def conv_1d(model: onnx.ModelProto) -> int:
         )
         model.graph.node.extend([squeeze, unsqueeze])
         rewritten += 1
-    if rewritten:
-        _sort_topologically(model.graph)
-        _drop_unused_initializers(model.graph)
     return rewritten
 
 
+@_tidied(appends_nodes=False)  # each BatchNormalization takes its Mul's place
 def affine_as_batchnorm(model: onnx.ModelProto) -> int:
     """Rewrite Mul(x, s) -> Add(., t) with per-channel constants on a 4-D x as one
     BatchNormalization, as described above; in place. Returns how many pairs were rewritten."""
@@ -280,8 +303,6 @@ def affine_as_batchnorm(model: onnx.ModelProto) -> int:
         model.graph.node.remove(mul)
         model.graph.node.remove(add)
         rewritten += 1
-    if rewritten:
-        _drop_unused_initializers(model.graph)
     return rewritten
 
 
@@ -305,6 +326,7 @@ def _drop_identity_reshapes(model: onnx.ModelProto) -> int:
     return dropped
 
 
+@_tidied(appends_nodes=False)  # each Resize goes before its Mul; drops the dropped Reshapes' shapes
 def squeeze_excitation_upsample(model: onnx.ModelProto) -> int:
     """Rewrite x [N, C, H, W] * s [N, C, 1, 1] (s computed, not a constant) as described above; in
     place. Returns how many products were rewritten (none: the graph is left as it was)."""
@@ -353,7 +375,6 @@ def squeeze_excitation_upsample(model: onnx.ModelProto) -> int:
         info.name = out
         inferred[out] = info
     graph.value_info.extend(inferred.values())
-    _drop_unused_initializers(graph)  # the dropped Reshapes' shapes
     model.CopyFrom(probe)
     return len(upsampled)
 

@@ -136,16 +136,13 @@ def tempo(args: argparse.Namespace, out: TextIO) -> int:
 def run_command(args: argparse.Namespace, out: TextIO) -> int:
     """`mirfeat run`: the local engine (mirfeat.runner) or, with --engine ray, the same job and
     OUTDIR on Ray (mirfeat.ray_engine; --jobs model actors)."""
-    common = {
-        "format": args.format,
-        "arrays": args.arrays,
+    outdir_args = {"format": args.format, "arrays": args.arrays, "resume": args.resume, "progress": args.progress}
+    model_args = {  # how the models run: the same for both engines
         "batch_size": args.batch_size,
         "device": args.device,
         "precision": args.precision,
-        "resume": args.resume,
         "top": args.top,
         "last_patch_mode": args.last_patch_mode,
-        "progress": args.progress,
     }
     results: Iterator[object]
     try:
@@ -157,13 +154,14 @@ def run_command(args: argparse.Namespace, out: TextIO) -> int:
             except ImportError as exc:
                 print(f"error: --engine ray needs the ray extra (pip install 'mirfeat[ray]'): {exc}", file=sys.stderr)
                 return 2
+            settings = ray_engine.RaySettings(concurrency=args.jobs, **model_args)
             results = ray_engine.run(
-                args.inputs, args.models, args.output, address=args.address, concurrency=args.jobs, **common
+                args.inputs, args.models, args.output, settings, address=args.address, **outdir_args
             )
         else:
             from mirfeat.runner import run
 
-            results = run(args.inputs, args.models, args.output, jobs=args.jobs, **common)
+            results = run(args.inputs, args.models, args.output, jobs=args.jobs, **outdir_args, **model_args)
         done = failed = 0
         for item in results:
             if isinstance(item, FileFailure):

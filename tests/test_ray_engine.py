@@ -92,10 +92,10 @@ def test_run_dataset_equals_local_engine(local_ray, library, local_out):
     row with an error, not a failed job."""
     import ray.data
 
-    from mirfeat.ray_engine import run_dataset
+    from mirfeat.ray_engine import RaySettings, run_dataset
 
     folder, paths = library
-    ds = run_dataset(ray.data.from_items([{"path": str(p)} for p in paths]), [MODEL], batch_size=16)
+    ds = run_dataset(ray.data.from_items([{"path": str(p)} for p in paths]), [MODEL], RaySettings(batch_size=16))
     rows = ds.take_all()
     assert len(rows) == len(paths) and "summary" not in rows[0]
     errors = [r for r in rows if r["error"] is not None]
@@ -150,7 +150,7 @@ def test_ray_resumes_what_a_kill_left(ray_out, library, tmp_path):
     (out / "summary.jsonl").write_text("".join(lines[:-1]) + lines[-1][:10])  # killed mid-line
     lost = json.loads(lines[-1])["path"]
     folder, _ = library
-    items = list(ray_engine.run([folder], [MODEL], out, batch_size=16, progress=False))
+    items = list(ray_engine.run([folder], [MODEL], out, ray_engine.RaySettings(batch_size=16), progress=False))
     done = [i for i in items if isinstance(i, dict)]
     assert [d["path"] for d in done] == [lost]  # the broken file is tried again too, as locally
     assert len(items) == 2 and items[1 - items.index(done[0])].source.endswith(BROKEN)
@@ -171,7 +171,8 @@ def test_ray_parquet_format(local_ray, library, local_out, tmp_path):
     _, paths = library
     good = [p for p in paths if p.name != BROKEN][:2]
     out = tmp_path / "out"
-    items = list(ray_engine.run(good, [MODEL], out, format="parquet", batch_size=16, progress=False))
+    settings = ray_engine.RaySettings(batch_size=16)
+    items = list(ray_engine.run(good, [MODEL], out, settings, format="parquet", progress=False))
     assert len(items) == 2 and all(isinstance(i, dict) for i in items)
     table = pq.read_table(out / "summary.parquet").to_pylist()
     assert sorted(r["path"] for r in table) == sorted(str(p.resolve()) for p in good)
@@ -196,11 +197,12 @@ def test_gpu_per_actor_with_cuda(local_ray, library, monkeypatch):
 
     monkeypatch.setattr(ray.data.Dataset, "map_batches", record)
     _, paths = library
-    ray_engine.run_dataset(paths[:1], [MODEL], device="cuda", concurrency=3)
-    ray_engine.run_dataset(paths[:1], [MODEL], device="cuda", num_gpus=0.5)
-    ray_engine.run_dataset(paths[:1], [MODEL], device="cpu", concurrency=3)
+    settings = ray_engine.RaySettings
+    ray_engine.run_dataset(paths[:1], [MODEL], settings(device="cuda", concurrency=3))
+    ray_engine.run_dataset(paths[:1], [MODEL], settings(device="cuda", num_gpus=0.5))
+    ray_engine.run_dataset(paths[:1], [MODEL], settings(device="cpu", concurrency=3))
     (cuda_fn, cuda), (_, half), (_, cpu) = calls
-    assert cuda_fn is ray_engine.ModelActor and cuda["fn_constructor_kwargs"]["device"] == "cuda"
+    assert cuda_fn is ray_engine.ModelActor and cuda["fn_constructor_kwargs"]["settings"].device == "cuda"
     assert cuda["num_gpus"] == 1 and half["num_gpus"] == 0.5 and cpu["num_gpus"] == 0
     assert cuda["compute"].min_size == cuda["compute"].max_size == 3  # actors: one per GPU asked for
     assert cpu["compute"].max_size == 1  # 2 CPUs: one actor, one CPU left for decoding
