@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mirfeat-bench-memory-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     print("| audio | file size | peak RSS | time | audio-s/s |")
     print("|---|---|---|---|---|")
     for minutes in args.minutes:

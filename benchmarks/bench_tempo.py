@@ -41,6 +41,9 @@ SAMPLE_RATE = 11025
 JOBS = ("essentia", "mirfeat-facade", "mirfeat-model")
 
 
+MIN_SECONDS = 12  # one 256-frame patch at 512/11025 s per frame: 11.85 s
+
+
 def run_job(job: str, audio_dir: Path, durations: list[int], repeats: int, onnx: Path) -> dict:
     """One library's runs on every duration (in this process)."""
     if job == "essentia":
@@ -109,6 +112,8 @@ def main() -> None:
     parser.add_argument("--audio-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     durations = sorted(args.durations)
+    if durations[0] < MIN_SECONDS:  # shorter audio has no patch: no tempo to compare
+        parser.error(f"--durations: at least {MIN_SECONDS} s, one TempoCNN patch")
 
     if args.job:
         print(json.dumps(run_job(args.job, args.audio_dir, durations, args.repeats, args.onnx)))

@@ -28,12 +28,19 @@ from mirfeat.pipeline import FileFailure
 from mirfeat.runtime import AUTO_BATCH, DEFAULT_BATCH, DEVICES, PRECISIONS
 from mirfeat.tempo import AGGREGATIONS, NoTempoError, TempoEstimate
 
+NOT_TAGGERS = {CREPE_FAMILY: "pitch", TEMPOCNN_FAMILY: "tempo"}  # families with their own subcommand
+
 
 def tag(args: argparse.Namespace, out: TextIO) -> int:
     try:
         model = load_model(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
+    if isinstance(model, Model) and model.family in NOT_TAGGERS:
+        # Their classes are pitch bins or tempo classes: a mean over patches is no tag.
+        command = NOT_TAGGERS[model.family]
+        print(f"error: {args.model}: a {model.family.algorithm} model; use `mirfeat {command}`", file=sys.stderr)
         return 2
     failures = 0
     progress = tqdm(args.files, unit="file", disable=not args.progress, file=sys.stderr, leave=False)
@@ -364,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tagger = commands.add_parser("tag", help="print each file's top tags (mean over patches)")
     tagger.add_argument("files", nargs="+", type=Path)
-    tagger.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})")
+    tagger.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})"
+    )
     tagger.add_argument("--top", type=positive_int, default=5, help="how many tags (default 5)")
     tagger.add_argument("--json", action="store_true", help="print one JSON object per file, as each is done")
     add_run_options(tagger)
@@ -400,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     plotter = commands.add_parser("plot", help="draw a file's activations over time with the labels (PNG)")
     plotter.add_argument("file", type=Path)
     plotter.add_argument("-o", "--output", type=Path, help="PNG to write (default: FILE's name with .png)")
-    plotter.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})")
+    plotter.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help=f"bundled name or .onnx path (default {DEFAULT_MODEL})"
+    )
     plotter.add_argument("--top", type=positive_int, help="only the N classes with the highest mean")
     plotter.add_argument("--width", type=float, default=12.0, help="inches (default 12)")
     plotter.add_argument("--height", type=float, default=8.0, help="inches (default 8)")

@@ -123,6 +123,14 @@ def test_the_1024_input_named_frames_is_crepe_and_other_vectors_are_heads():
         MUSICNN_FAMILY.with_hop_ms(5)
 
 
+def test_tag_sends_pitch_and_tempo_models_to_their_commands(crepe_tiny, deeptemp, tmp_path, capsys):
+    wav = str(write_wav(tmp_path / "a.wav", tone(440, 0.5), SR))
+    assert main(["tag", wav, "-m", str(crepe_tiny)]) == 2
+    assert "a TensorflowPredictCREPE model; use `mirfeat pitch`" in capsys.readouterr().err
+    assert main(["tag", wav, "--model", str(deeptemp)]) == 2
+    assert "a TensorflowPredictTempoCNN model; use `mirfeat tempo`" in capsys.readouterr().err
+
+
 def test_pitch_needs_a_crepe_model(tmp_path, capsys):
     wav = write_wav(tmp_path / "a.wav", tone(440, 0.5), SR)
     assert main(["pitch", str(wav)]) == 2
