@@ -30,6 +30,7 @@ import hashlib
 import http.client
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -43,6 +44,8 @@ from pathlib import Path
 
 from mirfeat.errors import ModelFetchError
 from mirfeat.registry import ESSENTIA_BASE, MODELS, RegistryEntry, lookup
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
 USER_AGENT = "mirfeat (https://essentia.upf.edu/models/ client; python urllib)"
@@ -113,10 +116,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _stderr(message: str) -> None:
-    print(f"mirfeat: {message}", file=sys.stderr, flush=True)
-
-
 class ModelCache:
     """Essentia's published models by name, fetched into `home` (default `cache_home()`).
 
@@ -124,7 +123,8 @@ class ModelCache:
     offline: never touch the network (default `MIRFEAT_OFFLINE`). registry: name -> entry (default
     `mirfeat.registry.MODELS`). timeout: seconds a socket may stall. retries: new attempts after a
     lost connection, a timeout or a 5xx, each resuming the .part. lock_timeout: seconds to wait for
-    another process fetching the same model. say: where progress lines go (default stderr).
+    another process fetching the same model. say: where progress lines go (default: this module's
+    logger at INFO; `mirfeat` on the command line shows them on stderr).
     """
 
     def __init__(
@@ -148,7 +148,7 @@ class ModelCache:
         self.retries = retries
         self.lock_timeout = lock_timeout
         self.convert_timeout = convert_timeout
-        self.say = say or _stderr
+        self.say = say or log.info
 
     @property
     def models_dir(self) -> Path:

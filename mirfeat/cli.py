@@ -9,7 +9,9 @@ printed), 2 when nothing could start (bad model, bad arguments).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -501,11 +503,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """mirfeat's log lines (downloads, conversions, batch-size choices) on stderr for one command."""
+    logger = logging.getLogger("mirfeat")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mirfeat: %(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = out or sys.stdout
     try:
-        return args.run(args, out)
+        with _log_to_stderr():
+            return args.run(args, out)
     except BrokenPipeError:
         # The reader went away (`mirfeat tag ... | head -1`): stop quietly, as other tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -30,11 +30,11 @@ from typing import ClassVar, TypeVar
 import numpy as np
 
 from mirfeat.audio import load_audio
-from mirfeat.errors import AudioError
+from mirfeat.errors import AudioError, ModelError
 from mirfeat.families import CREPE_FAMILY, FAMILIES, TEMPOCNN_FAMILY, Family
 from mirfeat.metadata import ModelMetadata
 from mirfeat.model import Head, Model, essentia_rows, resolve_model_path
-from mirfeat.patches import essentia_padding_patches, make_patches, patch_count
+from mirfeat.patches import PATCH_MODES, essentia_padding_patches, make_patches, patch_count
 from mirfeat.pitch import decode_pitch
 from mirfeat.runtime import RunOptions
 from mirfeat.tempo import NoTempoError, aggregate, check_aggregation, local_tempi
@@ -86,6 +86,41 @@ def _open_graph(
         input_name=input or family.input_name,
         **kwargs,
     )
+
+
+def _patching(
+    name: str,
+    family: Family,
+    graphFilename: str,
+    patchSize: int | None,
+    patchHopSize: int | None,
+    batchSize: int | None,
+    lastPatchMode: str,
+    accumulate: bool,
+) -> tuple[int, int, int]:
+    """(patchSize, patchHopSize, batchSize) as the wrapper settles them, after Essentia's parameter
+    ranges: patchSize and patchHopSize in [0, inf) (0: the default size; no overlap), batchSize in
+    [-1, inf) (-1 or 0: all patches at once), lastPatchMode one of `PATCH_MODES`."""
+    for parameter, value, low in (
+        ("patchSize", patchSize, 0),
+        ("patchHopSize", patchHopSize, 0),
+        ("batchSize", batchSize, -1),
+    ):
+        if value is not None and value < low:
+            raise ValueError(f"{name}: {parameter} must be in [{low}, inf), not {value}")
+    if lastPatchMode not in PATCH_MODES:
+        raise ValueError(f"{name}: lastPatchMode must be one of {PATCH_MODES}, not {lastPatchMode!r}")
+    size, hop = family.patching(graphFilename, patchSize, patchHopSize)
+    return size, hop, -1 if accumulate else (family.batch_size if batchSize is None else batchSize)
+
+
+def _checked_output(name: str, graph: Model | Head, output: str) -> str:
+    """The wrapper's `output`, refused at construction (with the graph's file) if the graph has no such tensor."""
+    try:
+        graph.graph.session.resolve_output(output)
+    except KeyError as exc:
+        raise ModelError(f"{graph.path}: {name}: output {exc.args[0]}") from None
+    return output
 
 
 def _mono(name: str, audio: np.ndarray) -> np.ndarray:
@@ -149,10 +184,10 @@ class _TensorflowPredictAudio:
             raise ValueError(f"{name}: lastBatchMode must be one of {LAST_BATCH_MODES}, not {lastBatchMode!r}")
         # isTrainingName is accepted for compatibility: conversion folds that flag to False.
         self.isTrainingName = isTrainingName
-        self.patchSize, self.patchHopSize = family.patching(graphFilename, patchSize, patchHopSize)
-        self.batchSize = -1 if accumulate else (family.batch_size if batchSize is None else batchSize)
+        self.patchSize, self.patchHopSize, self.batchSize = _patching(
+            name, family, graphFilename, patchSize, patchHopSize, batchSize, lastPatchMode, accumulate
+        )
         self.lastPatchMode = lastPatchMode
-        self.output = output or family.output_name
         self._model = _open_graph(
             Model,
             graphFilename,
@@ -162,6 +197,7 @@ class _TensorflowPredictAudio:
             patch_size=self.patchSize,
             patch_hop_size=self.patchHopSize,
         )
+        self.output = _checked_output(name, self._model, output or family.output_name)
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         name, family = type(self).__name__, self.family
@@ -233,14 +269,15 @@ class _TensorflowPredictEmbeddings:
         if not graphFilename:
             raise ValueError(f"{name}: graphFilename is required")
         self.isTrainingName = isTrainingName
-        self.patchSize, self.patchHopSize = family.patching(graphFilename, patchSize, patchHopSize)
-        self.batchSize = -1 if accumulate else (family.batch_size if batchSize is None else batchSize)
+        self.patchSize, self.patchHopSize, self.batchSize = _patching(
+            name, family, graphFilename, patchSize, patchHopSize, batchSize, lastPatchMode, accumulate
+        )
         self.lastPatchMode = lastPatchMode
         self.dimensions = dimensions  # as in Essentia's standard mode, the input's width wins
-        self.output = output or family.output_name
         self._head = _open_graph(
             Head, graphFilename, family, input, RunOptions(device=device, batch_size=self.batchSize)
         )
+        self.output = _checked_output(name, self._head, output or family.output_name)
 
     def __call__(self, embeddings: np.ndarray) -> np.ndarray:
         name = type(self).__name__
@@ -279,7 +316,6 @@ class _CREPEWrapper:
             raise ValueError(f"{name}: hopSize must be > 0 (milliseconds), not {hopSize!r}")
         self.hopSize = float(hopSize)
         self.batchSize = self.default_batch_size if batchSize is None else batchSize
-        self.output = output or family.output_name
         self._model = _open_graph(
             Model,
             graphFilename,
@@ -288,6 +324,7 @@ class _CREPEWrapper:
             RunOptions(device=device, batch_size=self.batchSize, precision=precision),
             hop_ms=self.hopSize,
         )
+        self.output = _checked_output(name, self._model, output or family.output_name)
 
     def activations(self, audio: np.ndarray) -> np.ndarray:
         """[N] samples at 16 kHz -> [frames, 360] float32."""

@@ -119,7 +119,10 @@ class Model(_LoadedGraph):
         **kwargs,
     ):
         super().__init__(path, **kwargs)
-        self.family = self.family.with_hop_ms(hop_ms)
+        try:
+            self.family = self.family.with_hop_ms(hop_ms)
+        except ValueError as exc:
+            raise ValueError(f"{self.path}: {exc}") from None
         if self.family.signature is None:
             raise ValueError(
                 f"{self.path}: a {self.family.algorithm} model reads embeddings, not audio; load it with load_model()"
@@ -397,15 +400,26 @@ class Head(_LoadedGraph):
         return {name: essentia_rows(value) for name, value in raw.items()}
 
     def result(
-        self, embeddings: np.ndarray, patch_times: np.ndarray, source: str = "", duration: float = 0.0
+        self,
+        embeddings: np.ndarray,
+        patch_times: np.ndarray,
+        source: str = "",
+        duration: float = 0.0,
+        *,
+        embeddings_output: str | None = None,
     ) -> Result:
-        """A `Result` of this head on [patches, D] embeddings, with their patch times [patches]."""
+        """A `Result` of this head on [patches, D] embeddings, with their patch times [patches].
+        embeddings_output: also keep the embeddings among the outputs, under this name (the
+        embedding model's output), as the result's embeddings."""
+        outputs = self.predict(embeddings)
+        if embeddings_output is not None:
+            outputs[embeddings_output] = embeddings
         return Result(
-            outputs=self.predict(embeddings),
+            outputs=outputs,
             labels=self.labels,
             patch_times=patch_times,
             predictions_name=self.predictions_name or self.output_names[0],
-            embeddings_name=self.embeddings_name,
+            embeddings_name=embeddings_output or self.embeddings_name,
             source=source,
             duration=duration,
         )
@@ -415,10 +429,9 @@ class Head(_LoadedGraph):
         embeddings_name = embedder.metadata.output_for("embeddings") or embedder.output_names[0]
         run = embedder(audio, sample_rate=sample_rate, last_patch_mode=last_patch_mode, outputs=[embeddings_name])
         embeddings = run.outputs[embeddings_name]
-        result = self.result(embeddings, run.patch_times, source=run.source, duration=run.duration)
-        result.outputs[embeddings_name] = embeddings
-        result.embeddings_name = embeddings_name
-        return result
+        return self.result(
+            embeddings, run.patch_times, source=run.source, duration=run.duration, embeddings_output=embeddings_name
+        )
 
 
 # Essentia publishes one model in several batch variants (discogs-effnet-bs64-1 as a TF graph,

@@ -96,6 +96,14 @@ class Pipeline:
                     f"head {head.name} reads {expected} embeddings, not {embedding_model.path.stem}'s; "
                     "run it in a pipeline of its own"
                 )
+        width = embedding_model.graph.output_width(self.embeddings_output)
+        for head in self.heads:
+            head_width = head.graph.input_shape[-1]
+            if width and isinstance(head_width, int) and head_width > 0 and head_width != width:
+                raise ValueError(
+                    f"{head.path}: head {head.name} reads {head_width}-wide embeddings; "
+                    f"{embedding_model.path.name}'s {self.embeddings_output} are {width} wide"
+                )
         names = [h.name for h in self.heads]
         if len(set(names)) != len(names):
             raise ValueError(f"head names must be unique: {names}")

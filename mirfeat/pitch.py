@@ -1,7 +1,7 @@
 """CREPE's activations -> pitch: Essentia's PitchCREPE decoding, shared by the facade and the model API.
 
 Each of the 360 activations of a frame is a pitch bin 20 cents wide (bin i at 1997.38 + 20 i cents
-above 10 Hz, so ~32.7 Hz to ~1975.5 Hz). The frame's pitch is the average of the bins' cents
+above 10 Hz, so ~31.7 Hz to ~2005.5 Hz). The frame's pitch is the average of the bins' cents
 weighted by their activations over the 9 bins around the strongest one (fewer at the edges), and
 its confidence is the strongest activation. Arithmetic follows Essentia's single-precision code
 step by step: float32 cents table, products in float32 summed in double, weights summed in float32.

@@ -69,7 +69,8 @@ class RaySettings:
     device: "cpu", "cuda" or "auto" (CUDA where the cluster has GPUs). precision: see `load_model`.
     num_gpus: per model actor, with device "cuda" (None: 1). concurrency: model actors, or a
     (min, max) autoscaling range; on CPU at most the cluster's CPUs less one, which decoding needs.
-    threads: onnxruntime threads per actor (None: onnxruntime's). top: classes in each summary's
+    threads: onnxruntime threads per actor (None: one per core of the actor's node, as
+    `RunOptions`; with several CPU actors on a node, give cores / actors). top: classes in each summary's
     top list. last_patch_mode: see `mirfeat.patches`. files_per_batch: files a model actor takes at
     a time (their patches share graph batches)."""
 

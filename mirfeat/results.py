@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mirfeat.families import TEMPOCNN_FAMILY
+from mirfeat.families import CREPE_FAMILY, TEMPOCNN_FAMILY
 from mirfeat.pitch import PitchTrack, decode_pitch
 from mirfeat.tempo import NoTempoError, TempoEstimate, estimate_tempo
 
@@ -20,7 +20,7 @@ class Result:
         graph's per-patch tensor ([patches, tokens, width] for a transformer block, [patches,
         classes] for the classifier).
     activations / embeddings: the outputs whose metadata purpose is predictions / embeddings.
-    patch_times: [patches] start of each patch in seconds.
+    patch_times: [patches] start of each patch in seconds (CREPE: [frames], the centre of each frame).
     duration: seconds of audio at the model's rate.
     algorithm: the Essentia wrapper of the model that gave it (its family), e.g.
         "TensorflowPredictTempoCNN"; "" where unknown.
@@ -52,7 +52,9 @@ class Result:
         return activations.mean(axis=0)
 
     def top_k(self, k: int = 5) -> list[tuple[str, float]]:
-        """The k labels with the highest clip-level activation, best first."""
+        """The k labels with the highest clip-level activation, best first (k >= 1)."""
+        if k < 1:
+            raise ValueError(f"top_k needs k >= 1, not {k}")
         clip = self.mean()
         if np.isnan(clip).all():
             return []
@@ -62,6 +64,8 @@ class Result:
     def pitch(self) -> PitchTrack:
         """A CREPE run's pitch per frame (Essentia's PitchCREPE decoding of the [frames, 360]
         activations): times in s, frequency in Hz, confidence in [0, 1]."""
+        if self.algorithm and self.algorithm != CREPE_FAMILY.algorithm:
+            raise ValueError(f"pitch() needs a CREPE model's result, not a {self.algorithm} one")
         return decode_pitch(self._require_activations(), self.patch_times)
 
     def tempo(self, aggregation: str = "majority") -> TempoEstimate:

@@ -71,15 +71,23 @@ class FileResult:
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Files, directories (recursively, audio extensions), glob patterns, and manifests: `@list.txt`
     (one path a line) or `@list.csv` (a `path` column), relative paths taken from the manifest's
-    folder. Sorted within each directory or pattern; duplicates dropped, first place kept."""
+    folder. Sorted within each directory or pattern; duplicates dropped, first place kept. A directory
+    or pattern with no audio file in it is an error (MirfeatError naming it): a typo, not an empty
+    run."""
     paths: list[Path] = []
     for item in map(str, inputs):
         if item.startswith("@"):
             paths += _read_manifest(Path(item[1:]))
         elif Path(item).is_dir():
-            paths += sorted(p for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            found = sorted(p for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            if not found:
+                raise MirfeatError(f"{item}: no audio files in this directory ({', '.join(AUDIO_EXTENSIONS)})")
+            paths += found
         elif glob.has_magic(item):
-            paths += sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            found = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not found:
+                raise MirfeatError(f"{item}: no files match this pattern")
+            paths += found
         else:
             paths.append(Path(item))  # a missing file is reported as that file's failure
     seen: set[str] = set()
@@ -197,10 +205,10 @@ def run(
     batch_size: default `mirfeat.model.default_batch_size` of the audio model's family. precision:
     "fp32" or "int8" (see `load_model`; heads run in fp32 either way).
     Yields a FileResult or FileFailure per file as each is done (files already done are skipped)."""
+    files = expand_inputs(inputs)
     output = OutputDir(out_dir, format=format, arrays=arrays, resume=resume)
     options = RunOptions(device=device, batch_size=batch_size, threads=threads, precision=precision)
     model, heads = load_models(models, options)
-    files = expand_inputs(inputs)
     parameters = {
         "engine": "local",
         "format": format,
@@ -224,11 +232,10 @@ def run(
                 bar.update()
                 yield failure
                 continue
-            result = _finish(model, heads, path, item, top)
+            result = _finish(model, heads, path, item, top, key or {"path": str(path)})
             target = output.arrays_path(path)
             if target is not None:
                 save_arrays(target, result)
-            result.summary = {**(key or {"path": str(path)}), **result.summary}
             output.record(result.summary)
             bar.done(result.duration)
             yield result
@@ -442,8 +449,9 @@ def finish_file(
     return _finish(model, heads, path, _Done(0, samples, outputs), top)
 
 
-def _finish(model: Model, heads: list[Head], path: Path, done: _Done, top: int) -> FileResult:
-    """Name a file's outputs, run the heads on its embeddings, and make its summary row."""
+def _finish(model: Model, heads: list[Head], path: Path, done: _Done, top: int, key: dict | None = None) -> FileResult:
+    """Name a file's outputs, run the heads on its embeddings, and make its summary row (starting
+    with `key`, the file's identity columns, where given)."""
     rows = {}
     for name in model.output_names:
         raw = done.outputs[model.graph.graph_name(name)]
@@ -463,7 +471,7 @@ def _finish(model: Model, heads: list[Head], path: Path, done: _Done, top: int) 
     outputs = {
         f"{name}/{key}": value for name, r in zip(names, results, strict=True) for key, value in r.outputs.items()
     }
-    summary: dict = {"duration": round(duration, 3), "patches": n_patches, "models": {}}
+    summary: dict = {**(key or {}), "duration": round(duration, 3), "patches": n_patches, "models": {}}
     for name, result in zip(names, results, strict=True):
         if result.activations is None or result.activations.ndim != 2:
             continue

@@ -12,6 +12,7 @@ from mirfeat.cli import main
 from mirfeat.errors import AudioError
 from mirfeat.families import CREPE_FAMILY, MUSICNN_FAMILY, PREDICT_2D_FAMILY, family_for_input
 from mirfeat.pitch import N_BINS, bin_cents, cents_to_hz, decode_pitch, essentia_argmax
+from mirfeat.results import Result
 from mirfeat.signatures import CREPE, crepe_frame_count, standardise_frames
 
 CREPE_PB = ESSENTIA_MODELS / "crepe" / "crepe-tiny-1.pb"
@@ -123,6 +124,14 @@ def test_the_1024_input_named_frames_is_crepe_and_other_vectors_are_heads():
         MUSICNN_FAMILY.with_hop_ms(5)
 
 
+def test_pitch_of_another_models_result_is_refused():
+    result = Result({"p": np.zeros((2, 50))}, [], np.zeros(2), "p", algorithm="TensorflowPredictMusiCNN")
+    with pytest.raises(ValueError, match="needs a CREPE model's result, not a TensorflowPredictMusiCNN one"):
+        result.pitch()
+    with pytest.raises(ValueError, match="top_k needs k >= 1, not -1"):
+        result.top_k(-1)
+
+
 def test_tag_sends_pitch_and_tempo_models_to_their_commands(crepe_tiny, deeptemp, tmp_path, capsys):
     wav = str(write_wav(tmp_path / "a.wav", tone(440, 0.5), SR))
     assert main(["tag", wav, "-m", str(crepe_tiny)]) == 2
@@ -139,7 +148,9 @@ def test_pitch_needs_a_crepe_model(tmp_path, capsys):
     assert "not a CREPE model" in capsys.readouterr().err
     assert main(["pitch", str(wav), "-m", str(tmp_path / "nope.onnx")]) == 2
     assert "nope.onnx" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="CREPE's parameter"):
+    with pytest.raises(
+        ValueError, match=r"msd-musicnn-1\.onnx: TensorflowPredictMusiCNN frames at a fixed hop.*CREPE.s parameter"
+    ):
         mirfeat.load_model(hop_ms=5)
 
 
@@ -240,7 +251,7 @@ def test_frame_counts_equal_essentias_around_every_boundary(es, hop_ms):
 
 
 def assert_pitch_equals_essentia(mine, theirs, what: str) -> None:
-    """The issue's tolerances: activations and confidence within 1e-4, frequency within 0.01 Hz
+    """Parity: activations and confidence within 1e-4, frequency within 0.01 Hz
     where Essentia's confidence > 0.1, time stamps equal. Frames of digital silence (NaN here,
     Essentia's TensorFlow turns its NaN into rows of 0s and 1s) are compared on what they are."""
     time, frequency, confidence, activations = mine

@@ -95,15 +95,6 @@ def test_wrong_model_files(tmp_path):
         mirfeat.load_model(tmp_path / "other.onnx")
 
 
-def test_cuda_without_onnxruntime_gpu_is_a_clear_error():
-    import onnxruntime
-
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        pytest.skip("onnxruntime-gpu is installed here")
-    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
-        mirfeat.load_model(device="cuda")
-
-
 @pytest.mark.parametrize("dtype", ["int16", "int32", "uint8"])
 def test_facade_refuses_integer_pcm(dtype):
     """Essentia would take int16 samples as floats of +-32768: refused, with what to do."""

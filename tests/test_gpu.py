@@ -19,7 +19,7 @@ from mirfeat.runtime import RunOptions
 
 pytestmark = pytest.mark.cuda
 
-CUDA_ATOL = 1e-4  # the bound for CUDA fp32 vs CPU fp32, on every output
+CUDA_ATOL = 1e-4  # CUDA fp32 against CPU fp32, on every output
 # fp16 on CUDA vs CPU fp32, MusiCNN's real weights: the CPU provider's fp16 run of the same graph
 # differs by 1.8e-3 on the activations (tests/test_runtime_gpu_path.py).
 FP16_ACTIVATION_ATOL = 5e-3

@@ -16,7 +16,6 @@ import pytest
 from conftest import AUDIO_DIR, AUDIO_FILES
 
 import mirfeat
-from conversion.quantize import few_tap_convs, quantize
 from mirfeat.cli import main
 from mirfeat.errors import ModelError
 from mirfeat.essentia import TensorflowPredictMusiCNN
@@ -28,9 +27,18 @@ MAX_ABS = 0.08
 MEAN_ABS = 0.006
 
 
+def _quantize_module():
+    """conversion.quantize, which needs onnx (the convert extra): without it, tests that quantize skip."""
+    pytest.importorskip("onnx", reason="quantizing needs onnx (the convert extra)")
+    import conversion.quantize
+
+    return conversion.quantize
+
+
 @pytest.fixture(scope="module")
 def musicnn_int8(tmp_path_factory):
     """A copy of the bundled msd-musicnn-1 with its int8 files, calibrated on the shared recordings."""
+    quantize = _quantize_module().quantize
     out = tmp_path_factory.mktemp("int8")
     for path in BUNDLED_DIR.glob("msd-musicnn-1.*"):
         shutil.copy(path, out / path.name)
@@ -49,7 +57,7 @@ def test_quantize_writes_the_int8_graphs_beside_the_model(musicnn_int8):
     assert report.patches > 0 and "techno_loop.mp3" in report.signals and "sweep" in report.signals
     # MusiCNN's three temporal filters over one channel (128x1, 64x1, 32x1) stay float32, in the
     # whole graph and in the patch part that holds them.
-    assert len(few_tap_convs(path)) == 3 and report.float_convs == 6
+    assert len(_quantize_module().few_tap_convs(path)) == 3 and report.float_convs == 6
 
 
 def test_int8_is_close_to_fp32_with_the_same_top5_on_every_recording(musicnn_int8):

@@ -109,3 +109,22 @@ def test_bundled_model_by_onnx_name_from_anywhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = TensorflowPredictMusiCNN(graphFilename="msd-musicnn-1.onnx")(np.zeros(16000 * 4, np.float32))
     assert out.shape == (1, 50)
+
+
+def test_facade_refuses_bad_parameters_at_construction():
+    from mirfeat.errors import ModelError
+    from mirfeat.essentia import TensorflowPredictMusiCNN
+
+    graph = str(BUNDLED_DIR / "msd-musicnn-1.onnx")
+    with pytest.raises(ModelError, match=r"msd-musicnn-1\.onnx: TensorflowPredictMusiCNN: output no tensor 'nope'"):
+        TensorflowPredictMusiCNN(graphFilename=graph, output="nope")
+    # Essentia's ranges: patchHopSize [0, inf), batchSize [-1, inf), lastPatchMode {discard, repeat}.
+    with pytest.raises(ValueError, match=r"patchHopSize must be in \[0, inf\), not -1"):
+        TensorflowPredictMusiCNN(graphFilename=graph, patchHopSize=-1)
+    with pytest.raises(ValueError, match=r"batchSize must be in \[-1, inf\), not -2"):
+        TensorflowPredictMusiCNN(graphFilename=graph, batchSize=-2)
+    with pytest.raises(ValueError, match="lastPatchMode must be one of"):
+        TensorflowPredictMusiCNN(graphFilename=graph, lastPatchMode="pad")
+    # The edges of the ranges are accepted: no overlap, everything in one batch.
+    model = TensorflowPredictMusiCNN(graphFilename=graph, patchHopSize=0, batchSize=-1, output="model/Sigmoid")
+    assert (model.patchHopSize, model.batchSize) == (187, -1)

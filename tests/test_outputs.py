@@ -79,7 +79,8 @@ def test_genre_dortmund_regression_value(genre_dortmund):
 
     audio = MonoLoader(filename=str(AUDIO_DIR / "vignesh.wav"), sampleRate=16000)()
     first = TensorflowPredictMusiCNN(graphFilename=str(genre_dortmund))(audio)[0]
-    np.testing.assert_allclose(first, DORTMUND_VIGNESH_FIRST_PATCH, rtol=0, atol=1e-3)
+    # Essentia's own regression test holds these to 1e-5; mirfeat is 8.6e-7 from them.
+    np.testing.assert_allclose(first, DORTMUND_VIGNESH_FIRST_PATCH, rtol=0, atol=1e-5)
 
 
 def test_bundled_model_matches_essentia_on_fresh_freeze(es, model_dir, signals):

@@ -434,8 +434,10 @@ def test_an_html_page_is_not_taken_for_a_model(server, tmp_path):
 
 
 SECOND_PROCESS = """
+import logging
 import sys
 from mirfeat.cache import ModelCache
+logging.basicConfig(level=logging.INFO)  # the cache's progress lines, on stderr
 from mirfeat.registry import RegistryEntry
 entry = RegistryEntry("fixture-musicnn-1", "feature-extractors/musicnn", "TensorflowPredictMusiCNN")
 store = ModelCache(sys.argv[1], mirror=sys.argv[2], registry={entry.name: entry}, timeout=20, lock_timeout=60)

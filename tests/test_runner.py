@@ -13,6 +13,7 @@ from conftest import AUDIO_DIR, AUDIO_FILES, ROOT
 
 import mirfeat
 from mirfeat.cli import main
+from mirfeat.errors import MirfeatError
 from mirfeat.runner import FileResult, expand_inputs, read_arrays, run
 
 
@@ -109,8 +110,22 @@ def test_manifests_globs_and_directories(tmp_path):
     assert expand_inputs([AUDIO_DIR, a]) == AUDIO_FILES  # duplicates dropped
 
 
+def test_a_directory_or_pattern_with_no_audio_is_an_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no audio here")
+    with pytest.raises(MirfeatError, match=r"empty: no audio files in this directory"):
+        expand_inputs([tmp_path / "empty"])
+    with pytest.raises(MirfeatError, match=r"typo/\*\.mp3: no files match this pattern"):
+        expand_inputs([str(tmp_path / "typo" / "*.mp3")])
+    assert main(["run", str(tmp_path / "typo" / "*.mp3"), "-m", "msd-musicnn-1", "-o", str(tmp_path / "out")]) == 2
+    assert "no files match this pattern" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_cli_summary_tables(tmp_path, fmt, capsys):
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow.parquet", reason="the parquet extra is not installed")
     out = tmp_path / "out"
     code = main(
         [
@@ -136,7 +151,8 @@ def test_cli_summary_tables(tmp_path, fmt, capsys):
 
         rows = list(csv.DictReader((out / "summary.csv").open()))
     else:
-        pq = pytest.importorskip("pyarrow.parquet", reason="the parquet extra is not installed")
+        import pyarrow.parquet as pq
+
         rows = pq.read_table(out / "summary.parquet").to_pylist()
     assert len(rows) == 2
     assert len(rows[1]["msd-musicnn-1:top"].split()) == 2 and float(rows[1]["msd-musicnn-1:rock"]) >= 0

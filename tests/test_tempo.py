@@ -21,7 +21,7 @@ from mirfeat.tempo import AGGREGATIONS, NoTempoError, aggregate, estimate_tempo,
 
 RATE = 11025
 DEEPTEMP_PB = ESSENTIA_MODELS / "tempocnn" / "deeptemp_k16.pb"
-PROBABILITY_TOL = 1e-4  # per-patch softmax values, as the issue asks
+PROBABILITY_TOL = 1e-4  # per-patch softmax values
 
 
 # -- aggregation (no model) ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """VGGish signature, TensorflowPredictVGGish / TensorflowPredict2D and the head pipeline, against Essentia."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -218,6 +219,17 @@ def test_pipeline_run_files_survives_a_bad_file(vggish_dir, tmp_path, capsys):
 def test_pipeline_rejects_heads_of_another_embedding(vggish_dir):
     with pytest.raises(ValueError, match="reads vggish-seeded-1 embeddings"):
         mirfeat.Pipeline([vggish_dir / "task1-vggish-seeded-1.onnx"], embedding_model="msd-musicnn-1")
+
+
+def test_pipeline_rejects_heads_of_another_width(vggish_dir, tmp_path):
+    # A head whose metadata names msd-musicnn-1 but reads VGGish's 128-wide embeddings (MusiCNN's: 200).
+    for suffix in (".onnx", ".json"):
+        shutil.copy(vggish_dir / f"task1-vggish-seeded-1{suffix}", tmp_path / f"task1-misnamed{suffix}")
+    meta = json.loads((tmp_path / "task1-misnamed.json").read_text())
+    meta.setdefault("inference", {})["embedding_model"] = {"model_name": "msd-musicnn-1"}
+    (tmp_path / "task1-misnamed.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"task1-misnamed\.onnx: .* reads 128-wide embeddings; msd-musicnn-1\.onnx's"):
+        mirfeat.Pipeline([tmp_path / "task1-misnamed.onnx"], embedding_model="msd-musicnn-1")
 
 
 def test_published_onnx_names_load_without_conversion(vggish_dir, signals, tmp_path):
