@@ -117,7 +117,7 @@ def _patching(
 def _checked_output(name: str, graph: Model | Head, output: str) -> str:
     """The wrapper's `output`, refused at construction (with the graph's file) if the graph has no such tensor."""
     try:
-        graph.graph.session.resolve_output(output)
+        graph.graph.graph_name(output)  # a schema name (published ONNX) or a graph tensor name
     except KeyError as exc:
         raise ModelError(f"{graph.path}: {name}: output {exc.args[0]}") from None
     return output
