@@ -135,6 +135,11 @@ def to_float(samples: np.ndarray, name: str = "array") -> np.ndarray:
         return samples.astype(np.float32, copy=False)
     if kind not in "iu":
         raise AudioError(f"{name}: audio must be numeric PCM, got dtype {samples.dtype}")
+    if samples.dtype.itemsize > 4:  # no PCM is 64-bit; most likely Python ints holding 16-bit values
+        raise AudioError(
+            f"{name}: {samples.dtype} samples are not PCM (8-32 bits); convert them to the PCM type they "
+            "hold (e.g. np.int16) or to float in [-1, 1]"
+        )
     half = 2.0 ** (8 * samples.dtype.itemsize - 1)
     scale = np.float32(1 / half)
     if kind == "u":

@@ -161,7 +161,9 @@ def summary_schema(model: Model, heads: list[Head], journal: bool = False):
     for m in [model, *heads]:
         if (isinstance(m, Model) and m.family.tensor_output) or not m.labels:
             continue  # no clip-level means in the summary
-        columns = [(f"{m.name}:top", pa.string())] + [(f"{m.name}:{label}", pa.float64()) for label in m.labels]
+        columns = [(f"{m.name}:top", pa.list_(pa.string()))] + [
+            (f"{m.name}:{label}", pa.float64()) for label in m.labels
+        ]
         for name, kind in columns:
             if name not in seen:
                 seen.add(name)

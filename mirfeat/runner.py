@@ -18,7 +18,8 @@ batches), then the heads on each file's embeddings. Results go to OUTDIR as each
                     run's parameters
 
 A rerun with the same OUTDIR skips the files the journal lists with the same size and mtime, so a
-run killed at any moment loses at most the files in flight.
+run killed at any moment loses at most the files in flight. It must use the same models and the
+settings that change results (precision, top, last-patch mode, arrays), or start afresh.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import csv
 import glob
 import hashlib
 import json
+import math
 import os
 import queue
 import sys
@@ -164,11 +166,27 @@ class _Journal:
     def is_done(self, key: dict) -> bool:
         return self._key(key) in self.done
 
+    def forget_errors(self, paths: set[str]) -> None:
+        """Drop errors.jsonl's lines for these files (this run retries them, or did them since)."""
+        if not self.errors_path.is_file():
+            return
+        lines = self.errors_path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if _error_path(line) not in paths]
+        if len(kept) != len(lines):
+            self.errors_path.write_text("".join(kept))
+
     def append(self, path: Path, row: dict) -> None:
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def _error_path(line: str) -> str | None:
+    try:
+        return json.loads(line).get("path")
+    except (ValueError, AttributeError):
+        return None
 
 
 class _Work:
@@ -271,7 +289,11 @@ class OutputDir:
         the engine reports why), in input order."""
         (self.path / "arrays").mkdir(parents=True, exist_ok=True)
         self._journal = _Journal(self.path, self.resume)
-        _write_json(self.path / "run.json", _run_info(model, heads, files, parameters))
+        info = _run_info(model, heads, files, parameters)
+        if self.journal.done:
+            self._check_same_run(info)
+        _write_json(self.path / "run.json", info)
+        self.journal.forget_errors({display_name(p) for p in files})  # retried now
         pending: list[tuple[Path, dict | None]] = []
         for path in files:
             try:
@@ -281,6 +303,22 @@ class OutputDir:
             if key is None or not self.journal.is_done(key):
                 pending.append((path, key))
         return pending
+
+    def _check_same_run(self, info: dict) -> None:
+        """Resuming adds files to results made earlier: refuse other models or settings, whose
+        results would sit in one table with the earlier ones as if they were alike."""
+        try:
+            earlier = json.loads((self.path / "run.json").read_text())
+        except (OSError, ValueError):
+            return  # no record of the earlier run (journal kept by hand): nothing to compare
+        mine, theirs = _what_results_depend_on(info), _what_results_depend_on(earlier)
+        changed = [key for key in mine if mine[key] != theirs.get(key)]
+        if changed:
+            details = "; ".join(f"{key}: {theirs.get(key)} then, {mine[key]} now" for key in changed)
+            raise MirfeatError(
+                f"{self.path}: holds results of another run ({details}); resume it with the same models "
+                "and settings, or start afresh with --no-resume (resume=False), or write to another folder"
+            )
 
     def arrays_path(self, path: Path) -> Path | None:
         """Where a file's per-patch arrays go (None without arrays)."""
@@ -346,6 +384,10 @@ def load_models(models: Sequence[str | os.PathLike], options: RunOptions) -> tup
     return model, heads
 
 
+class _Stopped(Exception):
+    """The consumer of `_process` stopped early: a worker leaves its file."""
+
+
 class _Done:
     def __init__(self, index: int, samples: int, outputs: dict[str, np.ndarray]):
         self.index, self.samples, self.outputs = index, samples, outputs
@@ -363,7 +405,17 @@ def _process(model: Model, paths: list[Path], jobs: int, last_patch_mode: str) -
     works = [_Work(i, p) for i, p in enumerate(paths)]
     assign = iter(works)
     lock = threading.Lock()
+    stop = threading.Event()  # set when the consumer stops early: the workers then return
     graph_names = [model.graph.graph_name(n) for n in model.output_names]
+
+    def put(work: _Work, item: dict[str, np.ndarray] | None) -> None:
+        while not stop.is_set():
+            try:
+                work.feeds.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
 
     def prepare(work: _Work) -> None:
         def counted() -> Iterator[np.ndarray]:
@@ -373,21 +425,35 @@ def _process(model: Model, paths: list[Path], jobs: int, last_patch_mode: str) -
 
         bands = model.family.stream_bands(counted())
         for batch in patch_batches(bands, model.patch_size, model.patch_hop_size, last_patch_mode, model.batch_size):
-            work.feeds.put(model.patch_feeds(batch))
+            put(work, model.patch_feeds(batch))
         if work.samples == 0:
             raise MirfeatError(f"{display_name(work.path)}: no audio samples (empty input)")
 
     def worker() -> None:
-        while True:
-            with lock:
-                work = next(assign, None)
-            if work is None:
-                return
-            try:
-                prepare(work)
-            except Exception as exc:  # this file's failure, reported in its place
-                work.error = exc
-            work.feeds.put(None)
+        try:
+            while True:
+                with lock:
+                    work = next(assign, None)
+                if work is None:
+                    return
+                try:
+                    prepare(work)
+                except _Stopped:
+                    raise
+                except Exception as exc:  # this file's failure, reported in its place
+                    work.error = exc
+                put(work, None)
+        except _Stopped:
+            return
+
+    def run_waiting() -> None:
+        """Run the waiting rows as one batch; if that fails, every file with rows in it fails."""
+        try:
+            run_rows(model, waiting, graph_names, outputs)
+        except Exception as exc:
+            for work, _ in waiting:
+                if work.error is None:
+                    work.error = exc
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(jobs, 1))]
     for thread in threads:
@@ -395,27 +461,32 @@ def _process(model: Model, paths: list[Path], jobs: int, last_patch_mode: str) -
     waiting: list[tuple[_Work, dict[str, np.ndarray]]] = []  # rows not run yet
     outputs: dict[int, dict[str, list[np.ndarray]]] = {}
     finished: list[_Work] = []  # all rows received, in order; yielded once none is waiting
-    for work in works:
-        while (feeds := work.feeds.get()) is not None:
-            waiting.append((work, feeds))
-            if sum(_rows(f) for _, f in waiting) >= model.batch_size:
-                run_rows(model, waiting, graph_names, outputs)
+    try:
+        for work in works:
+            while (feeds := work.feeds.get()) is not None:
+                if work.error is not None:
+                    continue  # a file failed in a batch: its other rows are not run
+                waiting.append((work, feeds))
+                if sum(_rows(f) for _, f in waiting) >= model.batch_size:
+                    run_waiting()
+                    waiting = []
+            if work.error is not None:
+                waiting = [(w, f) for w, f in waiting if w is not work]
+            finished.append(work)
+            if work is works[-1] and waiting:
+                run_waiting()
                 waiting = []
-        if work.error is not None:
-            waiting = [(w, f) for w, f in waiting if w is not work]
-        finished.append(work)
-        if work is works[-1] and waiting:
-            run_rows(model, waiting, graph_names, outputs)
-            waiting = []
-        while finished and not any(w is finished[0] for w, _ in waiting):
-            done = finished.pop(0)
-            parts = outputs.pop(done.index, {})
-            if done.error is not None:
-                yield _Failed(done.index, done.error)
-            else:
-                yield _Done(done.index, done.samples, _joined(model, parts, graph_names))
-    for thread in threads:
-        thread.join()
+            while finished and not any(w is finished[0] for w, _ in waiting):
+                done = finished.pop(0)
+                parts = outputs.pop(done.index, {})
+                if done.error is not None:
+                    yield _Failed(done.index, done.error)
+                else:
+                    yield _Done(done.index, done.samples, _joined(model, parts, graph_names))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 def _rows(feeds: dict[str, np.ndarray]) -> int:
@@ -477,10 +548,17 @@ def _finish(model: Model, heads: list[Head], path: Path, done: _Done, top: int, 
             continue
         means = result.mean()
         summary["models"][name] = {
-            "top": [[label, round(score, 6)] for label, score in result.top_k(top)],
-            "mean": {label: round(float(m), 6) for label, m in zip(result.labels, means, strict=False)},
+            "top": [[label, _rounded(score)] for label, score in result.top_k(top)],
+            "mean": {label: _rounded(m) for label, m in zip(result.labels, means, strict=False)},
         }
     return FileResult(str(path), duration, patch_times, outputs, summary)
+
+
+def _rounded(value: float) -> float | None:
+    """A summary number: 6 decimals, None (JSON null) where not finite (a file shorter than a patch
+    has no mean; strict JSON readers refuse NaN)."""
+    value = float(value)
+    return round(value, 6) if math.isfinite(value) else None
 
 
 def array_file(folder: Path, path: Path, arrays_format: str) -> Path:
@@ -572,12 +650,29 @@ def _run_info(model: Model, heads: list[Head], files: list[Path], parameters: di
     }
 
 
+def _what_results_depend_on(info: dict) -> dict:
+    """From a run.json: the models (their files' sha256) and the settings that change what is
+    written; not the engine, device, batch size or jobs, which change only the speed (and the
+    float32 rounding)."""
+    parameters = info.get("parameters") or {}
+    arrays = parameters.get("arrays")
+    return {
+        # The model files (the int8 graph follows from them and `precision`), short hashes to read.
+        "models": [f"{m.get('name')} ({str(m.get('sha256'))[:12]})" for m in info.get("models") or []],
+        "precision": parameters.get("precision", "fp32"),
+        "top": parameters.get("top"),
+        "last_patch_mode": parameters.get("last_patch_mode"),
+        "arrays": ("parquet" if parameters.get("format") == "parquet" else "npz") if arrays else None,
+    }
+
+
 def flat_row(row: dict) -> dict:
     """A summary row as flat columns: path, size, mtime_ns, duration, patches, then per model
-    `MODEL:top` (labels, best first) and `MODEL:LABEL` (clip-level mean)."""
+    `MODEL:top` (a list of labels, best first: labels hold spaces; a JSON list in CSV) and
+    `MODEL:LABEL` (clip-level mean)."""
     flat = {k: v for k, v in row.items() if k != "models"}
     for name, model in row.get("models", {}).items():
-        flat[f"{name}:top"] = " ".join(label for label, _ in model["top"])
+        flat[f"{name}:top"] = [label for label, _ in model["top"]]
         flat.update({f"{name}:{label}": value for label, value in model["mean"].items()})
     return flat
 
@@ -586,18 +681,19 @@ def _write_table(out: Path, rows: list[dict], format: str) -> None:
     """The journal as summary.csv or summary.parquet (written, then renamed)."""
     flat = [flat_row(row) for row in rows]
     columns = list(dict.fromkeys(key for row in flat for key in row))
+    flat = [{c: row.get(c) for c in columns} for row in flat]  # every row with every column
     target = out / f"summary.{format}"
     partial = target.with_name(f"summary.part.{format}")
     if format == "csv":
         with open(partial, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(flat)
+            writer.writerows({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()} for row in flat)
     else:
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
             raise MirfeatError("--format parquet needs pyarrow: pip install 'mirfeat[parquet]'") from None
-        pq.write_table(pa.Table.from_pylist(flat, schema=None), partial)
+        pq.write_table(pa.Table.from_pylist(flat), partial)
     os.replace(partial, target)

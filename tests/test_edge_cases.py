@@ -5,6 +5,7 @@ import pytest
 from conftest import write_wav
 
 import mirfeat
+from mirfeat.errors import AudioError
 from mirfeat.essentia import MonoLoader, TensorflowPredictMusiCNN
 
 
@@ -121,3 +122,9 @@ def test_uint8_arrays_are_re_centred(model):
     """uint8 PCM is offset binary: 128 is silence (it used to come out as +0.5 DC)."""
     silence = np.full(48000, 128, np.uint8)
     np.testing.assert_array_equal(mirfeat.load_audio(silence, 16000), 0)
+
+
+def test_64_bit_integer_arrays_are_refused():
+    # Python ints become int64: 16-bit values divided by 2^63 would be near-silence, not audio.
+    with pytest.raises(AudioError, match=r"int64 samples are not PCM"):
+        mirfeat.load_model()(np.array([1000, -1000] * 24000), sample_rate=16000)

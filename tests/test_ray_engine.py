@@ -106,10 +106,7 @@ def test_run_dataset_equals_local_engine(local_ray, library, local_out):
     assert sorted(done) == sorted(local)
     for path, expected in local.items():
         got = done[path]
-        assert (
-            got["patches"] == expected["patches"]
-            and got[f"{MODEL}:top"].split()[0] == expected[f"{MODEL}:top"].split()[0]
-        )
+        assert got["patches"] == expected["patches"] and got[f"{MODEL}:top"][0] == expected[f"{MODEL}:top"][0]
         means = [k for k in expected if k.startswith(f"{MODEL}:") and k != f"{MODEL}:top"]
         np.testing.assert_allclose([got[k] for k in means], [expected[k] for k in means], atol=2e-6)
 

@@ -5,16 +5,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
-from conftest import AUDIO_DIR, AUDIO_FILES, ROOT
+from conftest import AUDIO_DIR, AUDIO_FILES, ROOT, write_wav
 
 import mirfeat
 from mirfeat.cli import main
 from mirfeat.errors import MirfeatError
-from mirfeat.runner import FileResult, expand_inputs, read_arrays, run
+from mirfeat.runner import FileResult, _write_table, expand_inputs, read_arrays, run
 
 
 @pytest.fixture
@@ -74,6 +75,64 @@ def test_rerun_skips_what_is_done(library, tmp_path):
     rows = [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
     assert len(rows) == len(AUDIO_FILES) + 2  # the touched file twice: before and after its change
     assert len({(r["path"], r["mtime_ns"]) for r in rows}) == len(rows)
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["path"] for e in errors] == [str(library / "sub" / "broken.mp3")]  # retried, listed once
+
+
+def test_resume_refuses_other_models_or_settings(library, tmp_path):
+    out = tmp_path / "out"
+    files = [library / AUDIO_FILES[0].name]
+    list(run(files, ["msd-musicnn-1"], out, progress=False))
+    with pytest.raises(MirfeatError, match=r"holds results of another run \(precision: fp32 then, int8 now\)"):
+        list(run(files, ["msd-musicnn-1"], out, precision="int8", progress=False))
+    with pytest.raises(MirfeatError, match=r"top: 5 then, 3 now; last_patch_mode: discard then, repeat now"):
+        list(run(files, ["msd-musicnn-1"], out, top=3, last_patch_mode="repeat", progress=False))
+    with pytest.raises(MirfeatError, match=r"arrays: npz then, None now"):
+        list(run(files, ["msd-musicnn-1"], out, arrays=False, progress=False))
+    assert main(["run", str(files[0]), "-m", "msd-musicnn-1", "-o", str(out), "--top", "3"]) == 2
+    # Settings that change only the speed resume; a fresh start takes any settings.
+    assert list(run(files, ["msd-musicnn-1"], out, batch_size=4, jobs=1, progress=False)) == []
+    (done,) = run(files, ["msd-musicnn-1"], out, precision="int8", resume=False, progress=False)
+    assert json.loads((out / "run.json").read_text())["parameters"]["precision"] == "int8"
+
+
+def test_a_file_shorter_than_a_patch_has_null_means(tmp_path):
+    short = write_wav(tmp_path / "short.wav", np.zeros(16000, np.float32) + 0.1, 16000)  # 1 s < 3 s patch
+    (result,) = run([short], ["msd-musicnn-1"], tmp_path / "out", progress=False)
+    text = (tmp_path / "out" / "summary.jsonl").read_text()
+    assert "NaN" not in text  # strict JSON readers refuse it
+    row = json.loads(text)
+    assert row["patches"] == 0 and row["models"]["msd-musicnn-1"]["top"] == []
+    assert set(row["models"]["msd-musicnn-1"]["mean"].values()) == {None}
+
+
+def test_a_failed_batch_fails_its_files_and_the_run_goes_on(library, tmp_path, monkeypatch):
+    real = mirfeat.model.Model.run_feeds
+    calls = []
+
+    def first_batch_fails(self, feeds, graph_names):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("device out of memory")
+        return real(self, feeds, graph_names)
+
+    monkeypatch.setattr(mirfeat.model.Model, "run_feeds", first_batch_fails)
+    items = list(run([library], ["msd-musicnn-1"], tmp_path / "out", batch_size=16, jobs=2, progress=False))
+    failed = [i for i in items if not isinstance(i, FileResult)]
+    oom = [f for f in failed if "device out of memory" in f.error]
+    assert oom and len(items) == len(AUDIO_FILES) + 2  # every file accounted for
+    assert any(isinstance(i, FileResult) for i in items[items.index(oom[-1]) :])  # later files done
+
+
+def test_stopping_early_ends_the_worker_threads(library, tmp_path):
+    before = threading.active_count()
+    results = run([library], ["msd-musicnn-1"], tmp_path / "out", jobs=2, progress=False)
+    next(results)
+    results.close()
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == before
 
 
 def test_killed_run_resumes_and_loses_nothing(tmp_path):
@@ -155,7 +214,35 @@ def test_cli_summary_tables(tmp_path, fmt, capsys):
 
         rows = pq.read_table(out / "summary.parquet").to_pylist()
     assert len(rows) == 2
-    assert len(rows[1]["msd-musicnn-1:top"].split()) == 2 and float(rows[1]["msd-musicnn-1:rock"]) >= 0
+    top = rows[1]["msd-musicnn-1:top"]
+    top = json.loads(top) if fmt == "csv" else top  # a JSON list in CSV, a list column in Parquet
+    journal = [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
+    assert top == [label for label, _ in journal[1]["models"]["msd-musicnn-1"]["top"]] and len(top) == 2
+    assert float(rows[1]["msd-musicnn-1:rock"]) >= 0
+
+
+def test_table_labels_with_spaces_and_rows_of_other_columns(tmp_path):
+    """Labels with spaces survive the top column; a row with a column the first lacks keeps it."""
+    rows = [
+        {"path": "a", "duration": 1.0, "models": {"m": {"top": [["alternative rock", 0.5]], "mean": {"x": 0.1}}}},
+        {
+            "path": "b",
+            "duration": 2.0,
+            "models": {"m": {"top": [["female vocalists", 0.4]], "mean": {"x": 0.2}}},
+            "extra": 3,
+        },
+    ]
+    _write_table(tmp_path, rows, "csv")
+    import csv
+
+    table = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [json.loads(r["m:top"]) for r in table] == [["alternative rock"], ["female vocalists"]]
+    assert [r["extra"] for r in table] == ["", "3"]
+    pq = pytest.importorskip("pyarrow.parquet", reason="the parquet extra is not installed")
+    _write_table(tmp_path, rows, "parquet")
+    parquet = pq.read_table(tmp_path / "summary.parquet").to_pylist()
+    assert [r["m:top"] for r in parquet] == [["alternative rock"], ["female vocalists"]]
+    assert [r["extra"] for r in parquet] == [None, 3]
 
 
 def test_parquet_arrays_hold_the_npz_values(tmp_path):
