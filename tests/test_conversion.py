@@ -236,3 +236,51 @@ def test_effnet_squeeze_excitation_rewrite_is_checked_against_tensorflow(effnet_
     assert meta["graph_rewrites"]["squeeze_excitation_upsample"] > 0
     # The conversion check ran the rewritten graph (onnxruntime's full optimisation) against TensorFlow.
     assert max(meta["check_max_abs_diff"].values()) < 1e-4
+
+
+def _overflowing_head(path):
+    """A TensorflowPredict2D head (.onnx + .json) with three outputs on [B, 8] embeddings: `fine`
+    (x / 2), `overflow` (x * 1000 * 1000: inf past float16's 65504) and `cancelled` (that minus
+    itself: 0 in float32, inf - inf = NaN in float16). onnxruntime's CPU provider runs most ops of
+    an fp16 graph in float32 through casts it inserts; Max has a float16 kernel, so the overflowing
+    value is stored as float16 there."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name, value):
+        return numpy_helper.from_array(np.array(value, np.float32), name)
+
+    nodes = [
+        helper.make_node("Mul", ["x", "half"], ["fine"]),
+        helper.make_node("Mul", ["x", "thousand"], ["scaled"]),
+        helper.make_node("Mul", ["scaled", "thousand"], ["big"]),
+        helper.make_node("Max", ["big", "big"], ["overflow"]),
+        helper.make_node("Sub", ["overflow", "overflow"], ["cancelled"]),
+    ]
+    names = ("fine", "overflow", "cancelled")
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 8]) for name in names]
+    graph = helper.make_graph(
+        nodes,
+        "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        outputs,
+        [const("half", 0.5), const("thousand", 1000.0)],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    path.with_suffix(".json").write_text(
+        json.dumps({"name": "head", "inference": {"algorithm": "TensorflowPredict2D", "sample_rate": 16000}})
+    )
+    return path
+
+
+def test_fp16_check_fails_on_overflow_naming_the_outputs(tmp_path, capsys):
+    """NaN and inf from an fp16 copy are a failed check (exit 1, each output named), not a pass."""
+    from conversion.__main__ import main
+
+    head = _overflowing_head(tmp_path / "head.onnx")
+    assert main(["fp16", str(head)]) == 1
+    out, err = capsys.readouterr()
+    assert (tmp_path / "head.fp16.onnx").is_file() and "wrote" in out
+    assert "fp16 output overflow differs from fp32 by inf" in err
+    assert "fp16 output cancelled differs from fp32 by nan" in err
+    assert "output fine" not in err
