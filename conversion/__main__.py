@@ -192,7 +192,7 @@ FP16_MAX_RELATIVE = 0.01  # max abs diff over the output's largest |value|; Musi
 
 
 def run_quantize(args: argparse.Namespace) -> int:
-    from conversion.quantize import QuantizationError, quantize
+    from conversion.quantize import COMPARED_BATCHES, QuantizationError, quantize
     from mirfeat.errors import ModelError
 
     # onnxruntime's quantizer suggests its shape pre-processing on every graph; the graphs here
@@ -215,6 +215,9 @@ def run_quantize(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     print(f"  {report.float_convs} convolutions with few taps kept in float32")
     print(f"  calibrated on {report.patches} patches of {len(report.signals)} signals in {report.seconds:.0f} s")
+    print(f"  int8 vs float32 on up to {COMPARED_BATCHES} calibration batches:")
+    for diff in report.differences:
+        print(f"    {diff.graph} {diff.output}: max abs diff {diff.max_abs:.3g}, mean {diff.mean_abs:.3g}")
     return 0
 
 
