@@ -33,6 +33,9 @@ def test_graph_without_metadata(genre_dortmund):
     }
     assert meta["inference"]["algorithm"] == "TensorflowPredictMusiCNN"
     assert meta["mirfeat"]["folded_training_flags"] == ["model/Placeholder_2"]
+    # Written under temporary names and renamed into place, frame-sharing parts included.
+    names = {p.name for p in genre_dortmund.parent.iterdir()}
+    assert names == {f"genre_dortmund_musicnn_msd{s}" for s in (".onnx", ".json", ".frames.onnx", ".patch.onnx")}
     assert max(meta["mirfeat"]["check_max_abs_diff"].values()) < 1e-4
     graph = onnx.load(str(genre_dortmund)).graph
     assert not [n for n in graph.node if n.op_type == "If"]
@@ -136,18 +139,29 @@ def test_unknown_output_name_fails_cleanly(tmp_path):
 SCRIPT_CHECK_FAILS = """
 import conversion.convert as c
 c.check_against_tensorflow = lambda *a, **k: {{"model/Sigmoid": 0.5}}
-try:
-    c.convert({pb!r}, {out!r})
-except c.ConversionError as e:
-    print("raised:", e)
+for out in {outs!r}:
+    try:
+        c.convert({pb!r}, out)
+    except c.ConversionError as e:
+        print("raised:", e)
 """
 
 
 def test_check_failure_is_loud(tmp_path):
+    """A conversion that fails its check writes nothing: no x.json, and an earlier conversion's
+    x.onnx / x.json pair beside it (stand-in bytes here) is left as it was, with no temporary file."""
     pb = ESSENTIA_MODELS / "musicnn" / "genre_dortmund_musicnn_msd.pb"
-    proc = run_python("-c", SCRIPT_CHECK_FAILS.format(pb=str(pb), out=str(tmp_path / "x.onnx")))
-    assert "raised:" in proc.stdout and "differs from TensorFlow by 0.5" in proc.stdout
-    assert not (tmp_path / "x.json").exists()
+    fresh, beside_earlier = tmp_path / "fresh", tmp_path / "earlier"
+    fresh.mkdir()
+    beside_earlier.mkdir()
+    earlier = {"x.onnx": b"an earlier, checked conversion", "x.json": b'{"mirfeat": {}}\n'}
+    for name, content in earlier.items():
+        (beside_earlier / name).write_bytes(content)
+    outs = [str(fresh / "x.onnx"), str(beside_earlier / "x.onnx")]
+    proc = run_python("-c", SCRIPT_CHECK_FAILS.format(pb=str(pb), outs=outs))
+    assert proc.stdout.count("raised:") == 2 and "differs from TensorFlow by 0.5" in proc.stdout
+    assert list(fresh.iterdir()) == []
+    assert {p.name: p.read_bytes() for p in beside_earlier.iterdir()} == earlier
 
 
 SCRIPT_REWRITE = """
