@@ -146,7 +146,7 @@ def run_build_replicas(args: argparse.Namespace) -> int:
             if line.endswith(_BSDYNAMIC_SOURCE):
                 bsdynamic = pb
     jobs = args.jobs or (2 if args.size == "small" else 1)
-    failed = 0
+    failed = False
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         for (_, pb), proc in pool.map(_run_in_subprocess, [["convert", str(pb)] for pb in graphs]):
             print(proc.stdout, end="")
@@ -165,6 +165,7 @@ def run_build_replicas(args: argparse.Namespace) -> int:
 def run_fp16(args: argparse.Namespace) -> int:
     from conversion import fp16
 
+    failed = False
     for path in args.models:
         try:
             report = fp16.convert(path, check_seconds=args.check_seconds)
@@ -174,21 +175,24 @@ def run_fp16(args: argparse.Namespace) -> int:
         print(f"wrote {', '.join(str(p) for p in report.written)}")
         for name, diff in report.max_abs_diff.items():
             print(f"  check vs fp32 on the CPU ({args.check_seconds:g} s synthetic), max abs diff {name}: {diff:.3g}")
-        far = [name for name, relative in report.relative_diff.items() if relative > FP16_WARN_RELATIVE]
-        if far:
+        # `not <=`: a NaN or inf difference (fp16 overflowed) fails as well as one over the limit.
+        far = {name: r for name, r in report.relative_diff.items() if not r <= FP16_MAX_RELATIVE}
+        for name, relative in far.items():
             print(
-                f"warning: {path}: fp16 differs from fp32 by more than {FP16_WARN_RELATIVE:.0%} of the output's "
-                f"largest value in {', '.join(far)} (values past float16's range?); check it before use",
+                f"error: {path}: fp16 output {name} differs from fp32 by {report.max_abs_diff[name]:.3g} "
+                f"({relative:.3g} of the output's largest value, limit {FP16_MAX_RELATIVE:g}; values past "
+                "float16's range?): its fp16 files are written but fail the check",
                 file=sys.stderr,
             )
-    return 0
+        failed |= bool(far)
+    return 1 if failed else 0
 
 
-FP16_WARN_RELATIVE = 0.01  # MusiCNN's real weights: 0.2%
+FP16_MAX_RELATIVE = 0.01  # max abs diff over the output's largest |value|; MusiCNN's real weights: 0.2%
 
 
 def run_quantize(args: argparse.Namespace) -> int:
-    from conversion.quantize import QuantizationError, quantize
+    from conversion.quantize import COMPARED_BATCHES, QuantizationError, quantize
     from mirfeat.errors import ModelError
 
     # onnxruntime's quantizer suggests its shape pre-processing on every graph; the graphs here
@@ -211,6 +215,9 @@ def run_quantize(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     print(f"  {report.float_convs} convolutions with few taps kept in float32")
     print(f"  calibrated on {report.patches} patches of {len(report.signals)} signals in {report.seconds:.0f} s")
+    print(f"  int8 vs float32 on up to {COMPARED_BATCHES} calibration batches:")
+    for diff in report.differences:
+        print(f"    {diff.graph} {diff.output}: max abs diff {diff.max_abs:.3g}, mean {diff.mean_abs:.3g}")
     return 0
 
 

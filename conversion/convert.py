@@ -146,7 +146,6 @@ def convert(
     rewrites = optimize(model_proto) if optimize_graph else {}
     onnx.checker.check_model(model_proto)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model_proto, str(onnx_path))
 
     report = ConversionReport(
         onnx_path=onnx_path,
@@ -157,17 +156,59 @@ def convert(
         fixed_batch=fixed_batch,
         rewrites=rewrites,
     )
-    if check:
-        report.max_abs_diff = check_against_tensorflow(graph_def, onnx_path, input_shapes, outputs, seed)
-        worst = max(report.max_abs_diff.values())
-        if not np.isfinite(worst) or worst > MAX_ABS_DIFF:
-            raise ConversionError(
-                f"{pb_path}: ONNX differs from TensorFlow by {worst:.3g} (limit {MAX_ABS_DIFF}): {report.max_abs_diff}"
+    # Every file is written under a temporary name beside its own and renamed into place only once
+    # the checks pass, the JSON last: a failed conversion leaves no unchecked .onnx behind, and
+    # files from an earlier conversion (which a JSON beside them would vouch for) as they were.
+    staged = StagedFiles()
+    try:
+        onnx.save(model_proto, str(staged.add(onnx_path)))
+        if check:
+            report.max_abs_diff = check_against_tensorflow(
+                graph_def, staged.temporary(onnx_path), input_shapes, outputs, seed
             )
-    if optimize_graph:
-        report.frame_sharing = write_frame_sharing(model_proto, onnx_path, inputs[0], seed)
-    write_metadata(report, metadata, pb_path, input_shapes, purposes)
+            worst = max(report.max_abs_diff.values())
+            if not np.isfinite(worst) or worst > MAX_ABS_DIFF:
+                raise ConversionError(
+                    f"{pb_path}: ONNX differs from TensorFlow by {worst:.3g} (limit {MAX_ABS_DIFF}): "
+                    f"{report.max_abs_diff}"
+                )
+        if optimize_graph:
+            report.frame_sharing = write_frame_sharing(model_proto, onnx_path, inputs[0], seed, staged)
+        write_metadata(report, metadata, pb_path, input_shapes, purposes, staged.add(report.json_path))
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
     return report
+
+
+class StagedFiles:
+    """Files written under temporary names beside their final ones (same folder: an atomic rename),
+    renamed into place together, in the order they were added, or discarded."""
+
+    def __init__(self) -> None:
+        self._temporaries: dict[Path, Path] = {}  # final path -> temporary path
+
+    def add(self, path: Path) -> Path:
+        """The temporary name to write `path` under."""
+        self._temporaries[path] = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        return self._temporaries[path]
+
+    def temporary(self, path: Path) -> Path:
+        return self._temporaries[path]
+
+    def drop(self, path: Path) -> None:
+        """Forget `path`, removing what was written under its temporary name."""
+        self._temporaries.pop(path).unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        for path in list(self._temporaries):
+            self.drop(path)
+
+    def commit(self) -> None:
+        for path, temporary in self._temporaries.items():
+            os.replace(temporary, path)
+        self._temporaries.clear()
 
 
 def _check_input(shape: list[int] | None, rng: np.random.Generator) -> np.ndarray:
@@ -201,9 +242,10 @@ def check_against_tensorflow(
     }
 
 
-def write_frame_sharing(model_proto, onnx_path: Path, input_name: str, seed: int) -> dict | None:
+def write_frame_sharing(model_proto, onnx_path: Path, input_name: str, seed: int, staged: StagedFiles) -> dict | None:
     """Split the graph for `mirfeat.framesharing` when it has frame-local blocks, check that the
-    split gives what the whole graph gives on overlapping patches, and write both parts beside it."""
+    split gives what the whole graph gives on overlapping patches, and stage both parts beside it
+    (`staged`, which holds the whole graph, written)."""
     from mirfeat.framesharing import FrameSharing
     from mirfeat.patches import make_patches, patch_starts
     from mirfeat.runtime import Session
@@ -218,24 +260,25 @@ def write_frame_sharing(model_proto, onnx_path: Path, input_name: str, seed: int
     frames, rest, blocks, context = split
     frames_path = onnx_path.with_name(f"{onnx_path.stem}.frames.onnx")
     rest_path = onnx_path.with_name(f"{onnx_path.stem}.patch.onnx")
-    onnx.save(frames, str(frames_path))
-    onnx.save(rest, str(rest_path))
+    onnx.save(frames, str(staged.add(frames_path)))
+    onnx.save(rest, str(staged.add(rest_path)))
 
     rng = np.random.default_rng(seed)
     bands = rng.uniform(0.0, 3.0, (4 * patch_frames + 7, dims[2].dim_value)).astype(np.float32)
     hop = patch_frames // 2
     patches = make_patches(bands, patch_frames, hop, "repeat")
     starts = patch_starts(len(bands), patch_frames, hop, "repeat")
-    whole = Session(onnx_path)
+    whole = Session(staged.temporary(onnx_path))
     outputs = whole.output_names
-    sharing = FrameSharing(Session(frames_path), Session(rest_path), blocks, context, tensor_name(input_name))
+    parts = Session(staged.temporary(frames_path)), Session(staged.temporary(rest_path))
+    sharing = FrameSharing(*parts, blocks, context, tensor_name(input_name))
     got = sharing.run(bands, patches, starts, outputs, batch_size=3)
     expected = whole.run(patches, outputs, tensor_name(input_name), batch_size=3)
     worst = max(float(np.abs(got[o] - expected[o]).max()) for o in outputs)
     if worst > 1e-5:
         log.warning("frame sharing differs from the whole graph by %.3g; not using it", worst)
-        frames_path.unlink()
-        rest_path.unlink()
+        staged.drop(frames_path)
+        staged.drop(rest_path)
         return None
     return {
         "frames_model": frames_path.name,
@@ -268,9 +311,15 @@ def family_embeddings(info: GraphInfo, guessed: list[tuple[str, str]]) -> list[t
 
 
 def write_metadata(
-    report: ConversionReport, metadata: dict | None, pb_path: Path, input_shapes: dict, purposes: dict
+    report: ConversionReport,
+    metadata: dict | None,
+    pb_path: Path,
+    input_shapes: dict,
+    purposes: dict,
+    path: Path | None = None,
 ) -> None:
-    """Write the model's JSON beside the .onnx: Essentia's metadata plus a `mirfeat` section."""
+    """Write the model's JSON (to `path`, default `report.json_path` beside the .onnx): Essentia's
+    metadata plus a `mirfeat` section."""
     if metadata is None:
         family = guess_family(input_shapes)
         # A head's rate is its embedding model's, which the graph does not tell; 16 kHz is every
@@ -306,4 +355,4 @@ def write_metadata(
     }
     if report.frame_sharing:
         metadata["mirfeat"]["frame_sharing"] = report.frame_sharing
-    report.json_path.write_text(json.dumps(metadata, indent=2) + "\n")
+    (path or report.json_path).write_text(json.dumps(metadata, indent=2) + "\n")

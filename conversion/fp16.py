@@ -86,7 +86,14 @@ def check(path: Path, seconds: float = 10.0) -> tuple[dict[str, float], dict[str
         a, b = fp32(signal).outputs, fp16(signal).outputs
     diffs = {name: float(np.max(np.abs(a[name] - b[name]))) if a[name].size else 0.0 for name in a}
     scale = {name: float(np.max(np.abs(a[name]))) if a[name].size else 0.0 for name in a}
-    return diffs, {name: diffs[name] / scale[name] if scale[name] else 0.0 for name in a}
+    return diffs, {name: _relative(diffs[name], scale[name]) for name in a}
+
+
+def _relative(diff: float, scale: float) -> float:
+    """diff / scale; for an all-zero fp32 output, 0 when fp16 is zero too, else inf (NaN stays NaN)."""
+    if scale:
+        return diff / scale  # NaN or inf in either stays NaN or inf
+    return 0.0 if diff == 0 else diff * float("inf")
 
 
 def synthetic_signal(sample_rate: int, seconds: float) -> np.ndarray:

@@ -18,12 +18,18 @@ measured per node on MusiCNN (batch 16, AVX-512 VNNI) its temporal filters over 
 2.7-3.4x faster. The same rule keeps depthwise convolutions and first layers over one channel in
 float32.
 
+Each int8 graph is then run beside its float32 graph on a few of the calibration batches
+(`COMPARED_BATCHES`): the largest and mean absolute difference of every output go in the report,
+and a NaN or inf int8 output is an error. The graphs are renamed into place only after that: a
+failed step leaves no int8 file behind and an earlier one as it was.
+
 Heads (TensorflowPredict2D) are not quantized: they are a few small dense layers on embeddings.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,6 +59,7 @@ AUDIO_SUFFIXES = AUDIO_EXTENSIONS  # what `mirfeat run` reads from a directory
 CALIBRATION_SECONDS = 30.0  # per signal: enough patches per recording, bounded calibration time
 MIN_CONV_TAPS = 256  # see above
 MAX_CALIBRATION_PATCHES = 256  # in all; activation ranges settle long before (min/max over patches)
+COMPARED_BATCHES = 4  # calibration batches, spread over the signals, that int8 is compared with float32 on
 
 
 class QuantizationError(Exception):
@@ -60,15 +67,29 @@ class QuantizationError(Exception):
 
 
 @dataclass
+class Int8Difference:
+    """int8 against float32 on one output of one written graph, over `COMPARED_BATCHES` calibration
+    batches: the largest and the mean absolute difference, in the output's units (the model's
+    outputs for the whole graph and the patch part; the shared blocks for the frames part)."""
+
+    graph: str  # the int8 file's name
+    output: str
+    max_abs: float
+    mean_abs: float
+
+
+@dataclass
 class QuantizeReport:
     """What `quantize` wrote. written: int8 files; float_convs: Convs kept in float32 (few taps, all
-    graphs); patches: calibration patches fed; signals: the
-    calibration signals by name; seconds: wall time of the whole step."""
+    graphs); patches: calibration patches fed; signals: the calibration signals by name;
+    differences: each written graph's outputs against float32 (`Int8Difference`); seconds: wall
+    time of the whole step."""
 
     written: list[Path] = field(default_factory=list)
     float_convs: int = 0
     patches: int = 0
     signals: list[str] = field(default_factory=list)
+    differences: list[Int8Difference] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -183,6 +204,41 @@ def _quantize_graph(
     onnx.checker.check_model(str(target))
 
 
+def compare_with_float(
+    source: Path,
+    target: Path,
+    feeds: list[dict[str, np.ndarray]],
+    *,
+    batches: int = COMPARED_BATCHES,
+    named: Path | None = None,
+) -> list[Int8Difference]:
+    """Run the float32 `source` and its int8 `target` on `batches` of the feeds, spread over them
+    (each signal's batches are consecutive), and measure each output's difference. A NaN or inf
+    in an int8 output is a QuantizationError naming the file (`named`: the name the int8 graph
+    will have, default `target`)."""
+    named = named or target
+    import onnxruntime as ort
+
+    picked = [feeds[int(i)] for i in np.unique(np.linspace(0, len(feeds) - 1, min(batches, len(feeds))).round())]
+    sessions = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in (source, target)]
+    names = [o.name for o in sessions[0].get_outputs()]
+    largest = dict.fromkeys(names, 0.0)
+    total = dict.fromkeys(names, 0.0)
+    count = dict.fromkeys(names, 0)
+    for feed in picked:
+        expected, got = (session.run(names, feed) for session in sessions)
+        for name, a, b in zip(names, expected, got, strict=True):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            if not np.isfinite(b).all():
+                also = "as float32's is" if not np.isfinite(a).all() else "where float32's is finite"
+                raise QuantizationError(f"{named}: int8 output {name} is NaN or inf on calibration data, {also}")
+            diff = np.abs(a - b)
+            largest[name] = max(largest[name], float(diff.max(initial=0.0)))
+            total[name] += float(diff.sum())
+            count[name] += diff.size
+    return [Int8Difference(named.name, n, largest[n], total[n] / max(count[n], 1)) for n in names]
+
+
 def few_tap_convs(path: Path, min_taps: int = MIN_CONV_TAPS) -> list[str]:
     """Names of the Conv nodes with fewer than `min_taps` taps per output (see the module docstring)."""
     from onnx import numpy_helper
@@ -228,12 +284,25 @@ def quantize(
     parts = part_files(onnx_path, model.metadata.raw)
     if model.frame_sharing is not None and parts:
         jobs += [(parts[0], feeds.frames), (parts[1], feeds.patch)]
-    for source, source_feeds in jobs:
-        target = int8_path(source)
-        log.info("quantizing %s on %d batches -> %s", source, len(source_feeds), target)
-        few = few_tap_convs(source, min_conv_taps)
-        report.float_convs += len(few)
-        _quantize_graph(source, target, source_feeds, op_types, exclude + few)
+    # Each int8 graph is written under a temporary name and renamed into place once all are
+    # written and compared: a failure leaves no broken or partial set, and any earlier one as it was.
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for source, source_feeds in jobs:
+            target = int8_path(source)
+            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            staged.append((temporary, target))
+            log.info("quantizing %s on %d batches -> %s", source, len(source_feeds), target)
+            few = few_tap_convs(source, min_conv_taps)
+            report.float_convs += len(few)
+            _quantize_graph(source, temporary, source_feeds, op_types, exclude + few)
+            report.differences += compare_with_float(source, temporary, source_feeds, named=target)
+    except BaseException:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)
+        raise
+    for temporary, target in staged:
+        os.replace(temporary, target)
         report.written.append(target)
     report.seconds = time.perf_counter() - start
     return report

@@ -11,6 +11,45 @@ from conftest import ESSENTIA_MODELS, MUSICNN_MODELS, ROOT, run_python
 pytestmark = pytest.mark.tensorflow
 
 
+# The converted graphs against TensorFlow, apart from the conversion's own check (which raises
+# past this): the .pb as shipped (no flag folded: bool placeholders fed False), plain TensorFlow
+# and onnxruntime, another seed and batch. argv: pairs of .pb and .onnx (its JSON beside it).
+SCRIPT_TF_VS_ONNX = """
+import json, sys
+import numpy as np, onnxruntime as ort, tensorflow as tf
+
+diffs = {}
+for pb, path in zip(sys.argv[1::2], sys.argv[2::2]):
+    names = json.loads(open(path[: -len(".onnx")] + ".json").read())["mirfeat"]
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(20240601)
+    feeds = {
+        i.name: rng.uniform(0.0, 3.0, [d if isinstance(d, int) else 2 for d in i.shape]).astype(np.float32)
+        for i in session.get_inputs()
+    }
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(open(pb, "rb").read())
+    is_flag = lambda n: n.op == "Placeholder" and n.attr["dtype"].type == tf.bool.as_datatype_enum
+    flags = {n.name + ":0": False for n in graph_def.node if is_flag(n)}
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    outputs = list(names["outputs"].values())
+    with tf.compat.v1.Session(graph=graph) as tf_session:
+        expected = tf_session.run(outputs, {**feeds, **flags})
+    got = session.run(outputs, feeds)
+    diffs[path] = {o: float(np.abs(e - g).max()) for o, e, g in zip(outputs, expected, got)}
+print(json.dumps(diffs))
+"""
+TF_TOL = 1e-4  # the conversion's own limit (conversion.convert.MAX_ABS_DIFF)
+
+
+def tensorflow_vs_onnx(pb, onnx_path):
+    """Max abs difference per output between TensorFlow on `pb` and onnxruntime on `onnx_path`."""
+    proc = run_python("-c", SCRIPT_TF_VS_ONNX, str(pb), str(onnx_path))
+    return json.loads(proc.stdout.splitlines()[-1])[str(onnx_path)]
+
+
 def session_outputs(path, batch):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
@@ -33,7 +72,12 @@ def test_graph_without_metadata(genre_dortmund):
     }
     assert meta["inference"]["algorithm"] == "TensorflowPredictMusiCNN"
     assert meta["mirfeat"]["folded_training_flags"] == ["model/Placeholder_2"]
-    assert max(meta["mirfeat"]["check_max_abs_diff"].values()) < 1e-4
+    # Written under temporary names and renamed into place, frame-sharing parts included.
+    names = {p.name for p in genre_dortmund.parent.iterdir()}
+    assert names == {f"genre_dortmund_musicnn_msd{s}" for s in (".onnx", ".json", ".frames.onnx", ".patch.onnx")}
+    assert list(meta["mirfeat"]["check_max_abs_diff"]) == list(purposes)  # the check covered every output
+    diffs = tensorflow_vs_onnx(ESSENTIA_MODELS / "musicnn" / "genre_dortmund_musicnn_msd.pb", genre_dortmund)
+    assert len(diffs) == 3 and max(diffs.values()) < TF_TOL, diffs
     graph = onnx.load(str(genre_dortmund)).graph
     assert not [n for n in graph.node if n.op_type == "If"]
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
@@ -136,18 +180,29 @@ def test_unknown_output_name_fails_cleanly(tmp_path):
 SCRIPT_CHECK_FAILS = """
 import conversion.convert as c
 c.check_against_tensorflow = lambda *a, **k: {{"model/Sigmoid": 0.5}}
-try:
-    c.convert({pb!r}, {out!r})
-except c.ConversionError as e:
-    print("raised:", e)
+for out in {outs!r}:
+    try:
+        c.convert({pb!r}, out)
+    except c.ConversionError as e:
+        print("raised:", e)
 """
 
 
 def test_check_failure_is_loud(tmp_path):
+    """A conversion that fails its check writes nothing: no x.json, and an earlier conversion's
+    x.onnx / x.json pair beside it (stand-in bytes here) is left as it was, with no temporary file."""
     pb = ESSENTIA_MODELS / "musicnn" / "genre_dortmund_musicnn_msd.pb"
-    proc = run_python("-c", SCRIPT_CHECK_FAILS.format(pb=str(pb), out=str(tmp_path / "x.onnx")))
-    assert "raised:" in proc.stdout and "differs from TensorFlow by 0.5" in proc.stdout
-    assert not (tmp_path / "x.json").exists()
+    fresh, beside_earlier = tmp_path / "fresh", tmp_path / "earlier"
+    fresh.mkdir()
+    beside_earlier.mkdir()
+    earlier = {"x.onnx": b"an earlier, checked conversion", "x.json": b'{"mirfeat": {}}\n'}
+    for name, content in earlier.items():
+        (beside_earlier / name).write_bytes(content)
+    outs = [str(fresh / "x.onnx"), str(beside_earlier / "x.onnx")]
+    proc = run_python("-c", SCRIPT_CHECK_FAILS.format(pb=str(pb), outs=outs))
+    assert proc.stdout.count("raised:") == 2 and "differs from TensorFlow by 0.5" in proc.stdout
+    assert list(fresh.iterdir()) == []
+    assert {p.name: p.read_bytes() for p in beside_earlier.iterdir()} == earlier
 
 
 SCRIPT_REWRITE = """
@@ -234,5 +289,55 @@ def test_squeeze_excitation_rewrite_is_exact():
 def test_effnet_squeeze_excitation_rewrite_is_checked_against_tensorflow(effnet_dir):
     meta = json.loads((effnet_dir / "discogs-effnet-bs64-small-seeded-1.json").read_text())["mirfeat"]
     assert meta["graph_rewrites"]["squeeze_excitation_upsample"] > 0
-    # The conversion check ran the rewritten graph (onnxruntime's full optimisation) against TensorFlow.
-    assert max(meta["check_max_abs_diff"].values()) < 1e-4
+    # The rewritten graph (onnxruntime's full optimisation) against TensorFlow, at the fixed batch of 64.
+    name = "discogs-effnet-bs64-small-seeded-1"
+    diffs = tensorflow_vs_onnx(effnet_dir / f"{name}.pb", effnet_dir / f"{name}.onnx")
+    assert len(diffs) == 2 and max(diffs.values()) < TF_TOL, diffs
+
+
+def _overflowing_head(path):
+    """A TensorflowPredict2D head (.onnx + .json) with three outputs on [B, 8] embeddings: `fine`
+    (x / 2), `overflow` (x * 1000 * 1000: inf past float16's 65504) and `cancelled` (that minus
+    itself: 0 in float32, inf - inf = NaN in float16). onnxruntime's CPU provider runs most ops of
+    an fp16 graph in float32 through casts it inserts; Max has a float16 kernel, so the overflowing
+    value is stored as float16 there."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def const(name, value):
+        return numpy_helper.from_array(np.array(value, np.float32), name)
+
+    nodes = [
+        helper.make_node("Mul", ["x", "half"], ["fine"]),
+        helper.make_node("Mul", ["x", "thousand"], ["scaled"]),
+        helper.make_node("Mul", ["scaled", "thousand"], ["big"]),
+        helper.make_node("Max", ["big", "big"], ["overflow"]),
+        helper.make_node("Sub", ["overflow", "overflow"], ["cancelled"]),
+    ]
+    names = ("fine", "overflow", "cancelled")
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 8]) for name in names]
+    graph = helper.make_graph(
+        nodes,
+        "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        outputs,
+        [const("half", 0.5), const("thousand", 1000.0)],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    path.with_suffix(".json").write_text(
+        json.dumps({"name": "head", "inference": {"algorithm": "TensorflowPredict2D", "sample_rate": 16000}})
+    )
+    return path
+
+
+def test_fp16_check_fails_on_overflow_naming_the_outputs(tmp_path, capsys):
+    """NaN and inf from an fp16 copy are a failed check (exit 1, each output named), not a pass."""
+    from conversion.__main__ import main
+
+    head = _overflowing_head(tmp_path / "head.onnx")
+    assert main(["fp16", str(head)]) == 1
+    out, err = capsys.readouterr()
+    assert (tmp_path / "head.fp16.onnx").is_file() and "wrote" in out
+    assert "fp16 output overflow differs from fp32 by inf" in err
+    assert "fp16 output cancelled differs from fp32 by nan" in err
+    assert "output fine" not in err

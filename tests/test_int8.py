@@ -25,6 +25,10 @@ from mirfeat.runtime import RunOptions
 # int8 vs fp32 on msd-musicnn-1's sigmoid activations (measured up to 0.040 max, 0.0033 mean).
 MAX_ABS = 0.08
 MEAN_ABS = 0.006
+# The same on the calibration batches quantize() compares on, synthetic signals included: white
+# noise reaches 0.12 (whole graph; 0.085 in the patch part), looser than the recordings' 0.08.
+# Mean measured 0.0039, within MEAN_ABS.
+REPORT_MAX_ABS = 0.16
 
 
 def _quantize_module():
@@ -58,6 +62,48 @@ def test_quantize_writes_the_int8_graphs_beside_the_model(musicnn_int8):
     # MusiCNN's three temporal filters over one channel (128x1, 64x1, 32x1) stay float32, in the
     # whole graph and in the patch part that holds them.
     assert len(_quantize_module().few_tap_convs(path)) == 3 and report.float_convs == 6
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_quantize_reports_int8_against_fp32(musicnn_int8):
+    """quantize() ran each int8 graph beside its float32 graph on calibration batches: every
+    difference is finite, and the predictions (whole graph and patch part) are close."""
+    path, report = musicnn_int8
+    meta = json.loads(path.with_suffix(".json").read_text())
+    outputs = {o["output_purpose"]: o["name"] for o in meta["schema"]["outputs"]}
+    onnx_name = meta["mirfeat"]["outputs"][outputs["predictions"]]
+    found = {(d.graph, d.output): d for d in report.differences}
+    assert {graph for graph, _ in found} == {p.name for p in report.written}
+    for d in report.differences:
+        assert np.isfinite(d.max_abs) and 0 <= d.mean_abs <= d.max_abs, d
+    for graph in ("msd-musicnn-1.int8.onnx", "msd-musicnn-1.patch.int8.onnx"):
+        predictions = found[graph, onnx_name]
+        assert 0 < predictions.max_abs < REPORT_MAX_ABS and predictions.mean_abs < MEAN_ABS, predictions
+
+
+def test_a_non_finite_int8_output_is_an_error_naming_the_file(tmp_path):
+    """compare_with_float on a float32 graph (x + x) and a stand-in 'int8' graph that overflows
+    (x * 3e38 * 3e38 = inf in float32)."""
+    quantize = _quantize_module()
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    def graph(path, nodes, constants):
+        initializers = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in constants.items()]
+        value = helper.make_tensor_value_info
+        body = helper.make_graph(
+            nodes, "g", [value("x", TensorProto.FLOAT, [2, 3])], [value("y", TensorProto.FLOAT, [2, 3])], initializers
+        )
+        save(helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        return path
+
+    source = graph(tmp_path / "m.onnx", [helper.make_node("Add", ["x", "x"], ["y"])], {})
+    big = [helper.make_node("Mul", ["x", "big"], ["h"]), helper.make_node("Mul", ["h", "big"], ["y"])]
+    broken = graph(tmp_path / "broken.onnx", big, {"big": 3e38})
+    feeds = [{"x": np.ones((2, 3), np.float32)}]
+    same = quantize.compare_with_float(source, source, feeds)
+    assert [(d.graph, d.output, d.max_abs, d.mean_abs) for d in same] == [("m.onnx", "y", 0.0, 0.0)]
+    with pytest.raises(quantize.QuantizationError, match=r"m\.int8\.onnx: int8 output y is NaN or inf"):
+        quantize.compare_with_float(source, broken, feeds, named=tmp_path / "m.int8.onnx")
 
 
 def test_int8_is_close_to_fp32_with_the_same_top5_on_every_recording(musicnn_int8):
