@@ -541,6 +541,16 @@ def _content_problem(path: Path, ext: str) -> str | None:
         return "is empty"
     if head[:1] == b"<":
         return "is an HTML/XML page, not a model (an error page from a proxy or mirror?)"
+    if ext == "onnx":
+        # A body cut short where the server sent no length arrives as if whole: onnxruntime's
+        # parser is what tells (once per download; the model loads from the cache afterwards).
+        import onnxruntime as ort
+
+        try:
+            ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's own error types vary by version
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            return f"is not a loadable ONNX model (cut short?): {reason}"
     return None
 
 

@@ -123,13 +123,15 @@ class FixtureServer:
                         return
                 payload = body[start:]
                 self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(payload)))
+                if fault[0] != "unsized":
+                    self.send_header("Content-Length", str(len(payload)))
                 self.send_header("ETag", etag)
                 self.send_header("Accept-Ranges", "bytes")
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.end_headers()
-                if fault[0] == "truncate":  # Content-Length promised the rest; the body stops early
+                # The body stops early: a Content-Length promised more ("truncate") or none was sent.
+                if fault[0] in ("unsized", "truncate"):
                     self.wfile.write(payload[: fault[1]])
                     self.close_connection = True
                 elif fault[0] == "reset":  # a connection reset (RST) mid-way, once the client has the bytes
@@ -346,9 +348,19 @@ def test_file_changed_on_the_server_restarts_instead_of_splicing(server, tmp_pat
     server.fault(EMBED, "onnx", ("truncate", 500_000))
     with pytest.raises(ModelFetchError):
         make_cache(server, tmp_path).fetch(EMBED.name)
-    changed = MUSICNN_ONNX[:100] + b"\1" + MUSICNN_ONNX[101:]
+    middle = len(MUSICNN_ONNX) // 2  # inside the weights: still a loadable model
+    changed = MUSICNN_ONNX[:middle] + bytes([MUSICNN_ONNX[middle] ^ 1]) + MUSICNN_ONNX[middle + 1 :]
     server.put(EMBED, "onnx", changed)  # new ETag: If-Range fails, the server sends it whole
     assert make_cache(server, tmp_path).fetch(EMBED.name).read_bytes() == changed
+
+
+def test_a_body_cut_short_without_a_length_is_not_kept(server, tmp_path):
+    serve_embedding(server)
+    server.fault(EMBED, "onnx", ("unsized", len(MUSICNN_ONNX) // 2))
+    with pytest.raises(ModelFetchError, match=r"fixture-musicnn-1: \S+ is not a loadable ONNX model \(cut short\?\)"):
+        make_cache(server, tmp_path, retries=0).fetch(EMBED.name)
+    assert not list((tmp_path / "models").glob("fixture-musicnn-1.onnx*"))  # nothing kept, no .part
+    assert make_cache(server, tmp_path).fetch(EMBED.name).read_bytes() == MUSICNN_ONNX  # the next try is whole
 
 
 def test_404_names_the_model_and_the_url(server, tmp_path):
