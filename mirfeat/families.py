@@ -96,6 +96,8 @@ class Family:
         per patch.
     metadata_algorithms: other names a model JSON's inference.algorithm gives for this family:
         Essentia's algorithm on top of the wrapper (its tempo models name `TempoCNN`).
+    class_summary: a mean over patches of the activations, and its top classes, say something
+        about the clip (`mirfeat run`'s summary); not for CREPE, whose classes are pitch bins.
     """
 
     algorithm: str
@@ -116,6 +118,7 @@ class Family:
     has_training_flag: bool = True  # the wrapper takes isTrainingName
     facade: bool = True  # Essentia has a standard-mode class of this name that takes arrays
     metadata_algorithms: tuple[str, ...] = ()
+    class_summary: bool = True
 
     @property
     def takes_audio(self) -> bool:
@@ -264,6 +267,7 @@ CREPE_FAMILY = Family(
     batch_size=16,  # the standard-mode wrapper's default (64 in streaming mode and in PitchCREPE)
     has_training_flag=False,
     metadata_algorithms=("PitchCREPE",),
+    class_summary=False,
 )
 FSDSINET_FAMILY = Family(
     algorithm="TensorflowPredictFSDSINet",

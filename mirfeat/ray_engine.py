@@ -159,7 +159,7 @@ def summary_schema(model: Model, heads: list[Head], journal: bool = False):
     ]
     seen = set(BASE_COLUMNS)
     for m in [model, *heads]:
-        if (isinstance(m, Model) and m.family.tensor_output) or not m.labels:
+        if (isinstance(m, Model) and (m.family.tensor_output or not m.family.class_summary)) or not m.labels:
             continue  # no clip-level means in the summary
         columns = [(f"{m.name}:top", pa.list_(pa.string()))] + [
             (f"{m.name}:{label}", pa.float64()) for label in m.labels

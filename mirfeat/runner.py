@@ -543,8 +543,9 @@ def _finish(model: Model, heads: list[Head], path: Path, done: _Done, top: int, 
         f"{name}/{key}": value for name, r in zip(names, results, strict=True) for key, value in r.outputs.items()
     }
     summary: dict = {**(key or {}), "duration": round(duration, 3), "patches": n_patches, "models": {}}
-    for name, result in zip(names, results, strict=True):
-        if result.activations is None or result.activations.ndim != 2:
+    summarised = [model.family.class_summary] + [True] * len(heads)
+    for name, result, wanted in zip(names, results, summarised, strict=True):
+        if not wanted or result.activations is None or result.activations.ndim != 2:
             continue
         means = result.mean()
         summary["models"][name] = {

@@ -124,6 +124,16 @@ def test_the_1024_input_named_frames_is_crepe_and_other_vectors_are_heads():
         MUSICNN_FAMILY.with_hop_ms(5)
 
 
+def test_run_keeps_crepe_frames_but_no_class_summary(crepe_tiny, tmp_path):
+    # Means of pitch-bin activations over a file are no tags: the summary leaves them out.
+    wav = write_wav(tmp_path / "a.wav", tone(440, 1.0), SR)
+    (done,) = mirfeat.run([wav], [str(crepe_tiny)], tmp_path / "out", progress=False)
+    row = json.loads((tmp_path / "out" / "summary.jsonl").read_text())
+    assert row["models"] == {} and row["patches"] == len(done.patch_times) > 0
+    activations = done.outputs[f"crepe-tiny-1/{CREPE_FAMILY.output_name}"]
+    np.testing.assert_allclose(activations, mirfeat.load_model(crepe_tiny)(wav).activations, atol=1e-6)
+
+
 def test_pitch_of_another_models_result_is_refused():
     result = Result({"p": np.zeros((2, 50))}, [], np.zeros(2), "p", algorithm="TensorflowPredictMusiCNN")
     with pytest.raises(ValueError, match="needs a CREPE model's result, not a TensorflowPredictMusiCNN one"):
