@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from mirfeat.errors import ModelFetchError
+from mirfeat.filelock import try_lock, unlock
 from mirfeat.registry import ESSENTIA_BASE, MODELS, RegistryEntry, lookup
 
 log = logging.getLogger(__name__)
@@ -466,7 +467,7 @@ class ModelCache:
         try:
             deadline = time.monotonic() + self.lock_timeout
             waiting = False
-            while not _try_lock(fd):
+            while not try_lock(fd):
                 if time.monotonic() >= deadline:
                     raise ModelFetchError(
                         f"{name}: another process has held {path} for over {self.lock_timeout:.0f} s "
@@ -479,37 +480,9 @@ class ModelCache:
             try:
                 yield
             finally:
-                _unlock(fd)
+                unlock(fd)
         finally:
             os.close(fd)
-
-
-if sys.platform == "win32":
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _size(n: int) -> str:

@@ -16,6 +16,7 @@ batches), then the heads on each file's embeddings. Results go to OUTDIR as each
     errors.jsonl    one line per file that failed, with the reason
     run.json        models (name, path, sha256; the int8 graph run, if any), mirfeat's version and the
                     run's parameters
+    .lock           locked while a run writes: a second run into the same OUTDIR is refused
 
 A rerun with the same OUTDIR skips the files the journal lists with the same size and mtime, so a
 run killed at any moment loses at most the files in flight. It must use the same models and the
@@ -42,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mirfeat.errors import MirfeatError, display_name, failure_reason
+from mirfeat.filelock import try_lock, unlock
 from mirfeat.model import (
     Head,
     Model,
@@ -271,6 +273,7 @@ class OutputDir:
             raise ValueError(f"format must be one of {FORMATS}, not {format!r}")
         self.path, self.format, self.arrays, self.resume = Path(out_dir), format, arrays, resume
         self._journal: _Journal | None = None
+        self._lock_fd: int | None = None
 
     @property
     def journal(self) -> _Journal:
@@ -288,12 +291,17 @@ class OutputDir:
         """Write run.json; the files still to do, each with its key (None when it cannot be read:
         the engine reports why), in input order."""
         (self.path / "arrays").mkdir(parents=True, exist_ok=True)
-        self._journal = _Journal(self.path, self.resume)
-        info = _run_info(model, heads, files, parameters)
-        if self.journal.done:
-            self._check_same_run(info)
-        _write_json(self.path / "run.json", info)
-        self.journal.forget_errors({display_name(p) for p in files})  # retried now
+        self._lock()
+        try:
+            self._journal = _Journal(self.path, self.resume)
+            info = _run_info(model, heads, files, parameters)
+            if self.journal.done:
+                self._check_same_run(info)
+            _write_json(self.path / "run.json", info)
+            self.journal.forget_errors({display_name(p) for p in files})  # retried now
+        except BaseException:
+            self._unlock()
+            raise
         pending: list[tuple[Path, dict | None]] = []
         for path in files:
             try:
@@ -303,6 +311,20 @@ class OutputDir:
             if key is None or not self.journal.is_done(key):
                 pending.append((path, key))
         return pending
+
+    def _lock(self) -> None:
+        """Hold OUTDIR/.lock until `close`: two runs appending to one journal would interleave."""
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if not try_lock(fd):
+            os.close(fd)
+            raise MirfeatError(f"{self.path}: another mirfeat run is writing here; wait for it, or use another folder")
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            unlock(self._lock_fd)
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _check_same_run(self, info: dict) -> None:
         """Resuming adds files to results made earlier: refuse other models or settings, whose
@@ -337,8 +359,11 @@ class OutputDir:
 
     def close(self) -> None:
         """The summary table from the whole journal (this run's files and earlier runs')."""
-        if self._journal is not None and self.format in ("csv", "parquet"):
-            _write_table(self.path, self.journal.rows(), self.format)
+        try:
+            if self._journal is not None and self.format in ("csv", "parquet"):
+                _write_table(self.path, self.journal.rows(), self.format)
+        finally:
+            self._unlock()
 
 
 class _Progress:

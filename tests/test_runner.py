@@ -96,6 +96,16 @@ def test_resume_refuses_other_models_or_settings(library, tmp_path):
     assert json.loads((out / "run.json").read_text())["parameters"]["precision"] == "int8"
 
 
+def test_one_run_at_a_time_in_an_outdir(library, tmp_path):
+    out = tmp_path / "out"
+    first = run([library], ["msd-musicnn-1"], out, progress=False)
+    next(first)  # started: it holds OUTDIR
+    with pytest.raises(MirfeatError, match=r"out: another mirfeat run is writing here"):
+        next(run([library], ["msd-musicnn-1"], out, progress=False))
+    first.close()  # stopped: OUTDIR is free again, and the next run resumes it
+    assert len(list(run([library], ["msd-musicnn-1"], out, progress=False))) == len(AUDIO_FILES) + 1
+
+
 def test_a_file_shorter_than_a_patch_has_null_means(tmp_path):
     short = write_wav(tmp_path / "short.wav", np.zeros(16000, np.float32) + 0.1, 16000)  # 1 s < 3 s patch
     (result,) = run([short], ["msd-musicnn-1"], tmp_path / "out", progress=False)
