@@ -28,6 +28,7 @@ from conversion.graph import (
     tensor_node,
 )
 from conversion.optimize import optimize, split_frame_sharing
+from conversion.staging import StagedFiles
 from mirfeat.families import FAMILIES, Family, family_for_input
 
 log = logging.getLogger("conversion")
@@ -159,8 +160,7 @@ def convert(
     # Every file is written under a temporary name beside its own and renamed into place only once
     # the checks pass, the JSON last: a failed conversion leaves no unchecked .onnx behind, and
     # files from an earlier conversion (which a JSON beside them would vouch for) as they were.
-    staged = StagedFiles()
-    try:
+    with StagedFiles() as staged:
         onnx.save(model_proto, str(staged.add(onnx_path)))
         if check:
             report.max_abs_diff = check_against_tensorflow(
@@ -175,40 +175,7 @@ def convert(
         if optimize_graph:
             report.frame_sharing = write_frame_sharing(model_proto, onnx_path, inputs[0], seed, staged)
         write_metadata(report, metadata, pb_path, input_shapes, purposes, staged.add(report.json_path))
-    except BaseException:
-        staged.discard()
-        raise
-    staged.commit()
     return report
-
-
-class StagedFiles:
-    """Files written under temporary names beside their final ones (same folder: an atomic rename),
-    renamed into place together, in the order they were added, or discarded."""
-
-    def __init__(self) -> None:
-        self._temporaries: dict[Path, Path] = {}  # final path -> temporary path
-
-    def add(self, path: Path) -> Path:
-        """The temporary name to write `path` under."""
-        self._temporaries[path] = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-        return self._temporaries[path]
-
-    def temporary(self, path: Path) -> Path:
-        return self._temporaries[path]
-
-    def drop(self, path: Path) -> None:
-        """Forget `path`, removing what was written under its temporary name."""
-        self._temporaries.pop(path).unlink(missing_ok=True)
-
-    def discard(self) -> None:
-        for path in list(self._temporaries):
-            self.drop(path)
-
-    def commit(self) -> None:
-        for path, temporary in self._temporaries.items():
-            os.replace(temporary, path)
-        self._temporaries.clear()
 
 
 def _check_input(shape: list[int] | None, rng: np.random.Generator) -> np.ndarray:

@@ -29,7 +29,6 @@ Heads (TensorflowPredict2D) are not quantized: they are a few small dense layers
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from conversion.staging import StagedFiles
 from mirfeat.audio import load_audio
 from mirfeat.framesharing import part_files
 from mirfeat.model import Model, int8_path, load_model
@@ -286,23 +286,15 @@ def quantize(
         jobs += [(parts[0], feeds.frames), (parts[1], feeds.patch)]
     # Each int8 graph is written under a temporary name and renamed into place once all are
     # written and compared: a failure leaves no broken or partial set, and any earlier one as it was.
-    staged: list[tuple[Path, Path]] = []
-    try:
+    with StagedFiles() as staged:
         for source, source_feeds in jobs:
             target = int8_path(source)
-            temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            staged.append((temporary, target))
+            temporary = staged.add(target)
             log.info("quantizing %s on %d batches -> %s", source, len(source_feeds), target)
             few = few_tap_convs(source, min_conv_taps)
             report.float_convs += len(few)
             _quantize_graph(source, temporary, source_feeds, op_types, exclude + few)
             report.differences += compare_with_float(source, temporary, source_feeds, named=target)
-    except BaseException:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
-        raise
-    for temporary, target in staged:
-        os.replace(temporary, target)
-        report.written.append(target)
+            report.written.append(target)
     report.seconds = time.perf_counter() - start
     return report
