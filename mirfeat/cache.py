@@ -522,7 +522,8 @@ def _content_problem(path: Path, ext: str) -> str | None:
         try:
             ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own error types vary by version
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            message = str(exc).strip()
+            reason = message.splitlines()[0][:200] if message else type(exc).__name__
             return f"is not a loadable ONNX model (cut short?): {reason}"
     return None
 

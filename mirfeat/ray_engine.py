@@ -242,10 +242,10 @@ class ModelActor:
                 try:
                     joined = {g: model.graph.session.concat(outputs[i][g], g) for g in self.graph_names}
                     path = Path(row["path"])
-                    result = finish_file(model, self.heads, path, row["samples"], joined, self.top)
+                    result = finish_file(model, self.heads, path, row["samples"], joined, self.top, key)
                     if self.arrays_dir is not None:
                         save_arrays(array_file(Path(self.arrays_dir), path, self.arrays_format), result)
-                    summary = {**key, **result.summary}
+                    summary = result.summary
                     results.append({**flat_row(summary), "error": None, "summary": json.dumps(summary)})
                     continue
                 except Exception as exc:

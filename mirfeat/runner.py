@@ -538,11 +538,12 @@ def _joined(model: Model, parts: dict[str, list[np.ndarray]], graph_names: list[
 
 
 def finish_file(
-    model: Model, heads: list[Head], path: Path, samples: int, outputs: dict[str, np.ndarray], top: int
+    model: Model, heads: list[Head], path: Path, samples: int, outputs: dict[str, np.ndarray], top: int, key: dict
 ) -> FileResult:
     """A file's FileResult from its audio model outputs ({graph output name: [patches, ...]}) and
-    its length in samples: the heads run on its embeddings, and the summary row (without path keys)."""
-    return _finish(model, heads, path, _Done(0, samples, outputs), top)
+    its length in samples: the heads run on its embeddings, and the summary row, starting with the
+    file's `key` (path, size, mtime_ns)."""
+    return _finish(model, heads, path, _Done(0, samples, outputs), top, key)
 
 
 def _finish(model: Model, heads: list[Head], path: Path, done: _Done, top: int, key: dict | None = None) -> FileResult:
